@@ -1,0 +1,375 @@
+"""Validated entry points to the compiled kernels.
+
+This module is the only caller of the ``cnn_core._*`` extension modules.  It
+checks shapes, dtypes and hyper-parameters, converts input by the one dtype
+rule of :mod:`cnn_core._dtype`, allocates outputs and hands C-contiguous
+arrays to the kernels, which then only compute (with the GIL released).
+Every error is a ``ValueError``/``TypeError`` naming the argument and the
+value received.
+
+Shapes: x is ``(N, C, H, W)``, a convolution weight ``(FN, C, KH, KW)``.
+"""
+import operator
+
+import numpy as np
+
+from . import _batchnorm, _im2col, _pool
+from ._dtype import as_float_array, result_float_dtype
+from ._threads import get_num_threads
+
+__all__ = [
+    "conv_output_size", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
+    "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
+    "batchnorm_stats", "batchnorm_forward", "batchnorm_backward",
+]
+
+
+# ----------------------------------------------------------------------------- checks
+def _int(name, value, minimum):
+    """``value`` as a Python int >= minimum, or a clear error."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}") from None
+    if v < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return v
+
+
+def _pair(name, value, minimum):
+    """An int or a pair of ints, as (h, w)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return _int(name, value[0], minimum), _int(name, value[1], minimum)
+    v = _int(name, value, minimum)
+    return v, v
+
+
+def _array4d(name, x, dtype=None):
+    arr = as_float_array(x, name, dtype)
+    if arr.ndim != 4:
+        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {arr.shape}")
+    return arr
+
+
+def _common_dtype(*arrays_and_names):
+    dtypes = []
+    for name, a in arrays_and_names:
+        d = result_float_dtype(np.asarray(a).dtype)
+        if d is None:
+            raise TypeError(f"{name} must be a real numeric array, got dtype {np.asarray(a).dtype}")
+        dtypes.append(d)
+    return np.result_type(*dtypes)
+
+
+def _threads(n_threads):
+    return get_num_threads() if n_threads is None else _int("n_threads", n_threads, 1)
+
+
+def conv_output_size(input_size, kernel_size, stride=1, pad=0):
+    """(input_size + 2*pad - kernel_size) // stride + 1, checked to be >= 1."""
+    input_size = _int("input_size", input_size, 1)
+    kernel_size = _int("kernel_size", kernel_size, 1)
+    stride = _int("stride", stride, 1)
+    pad = _int("pad", pad, 0)
+    if kernel_size > input_size + 2 * pad:
+        raise ValueError(
+            f"kernel_size {kernel_size} is larger than the padded input "
+            f"({input_size} + 2*{pad} = {input_size + 2 * pad})"
+        )
+    return (input_size + 2 * pad - kernel_size) // stride + 1
+
+
+def _window_geometry(x_shape, kernel_h, kernel_w, stride, pad, kernel_name="kernel"):
+    _, _, height, width = x_shape
+    if kernel_h > height + 2 * pad or kernel_w > width + 2 * pad:
+        raise ValueError(
+            f"{kernel_name} {kernel_h}x{kernel_w} is larger than the padded input "
+            f"{height + 2 * pad}x{width + 2 * pad} (H={height}, W={width}, pad={pad})"
+        )
+    return (height + 2 * pad - kernel_h) // stride + 1, (width + 2 * pad - kernel_w) // stride + 1
+
+
+def _check_batch(name, x):
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has an empty batch (shape {x.shape})")
+    if 0 in x.shape[1:]:
+        raise ValueError(f"{name} has a zero-size dimension (shape {x.shape})")
+
+
+# ----------------------------------------------------------------------------- im2col
+def im2col(x, kernel_h, kernel_w, stride=1, pad=0, *, out=None, n_threads=None):
+    """Unfold ``x (N, C, H, W)`` into ``(N*OH*OW, C*KH*KW)``, the book's layout.
+
+    Rows are output pixels ``(n, oh, ow)``, columns ``(c, kh, kw)``.  ``out``, if
+    given, must be a C-contiguous array of that shape and x's dtype; it is filled
+    and returned.
+    """
+    x = _array4d("x", x)
+    _check_batch("x", x)
+    kernel_h = _int("kernel_h", kernel_h, 1)
+    kernel_w = _int("kernel_w", kernel_w, 1)
+    stride = _int("stride", stride, 1)
+    pad = _int("pad", pad, 0)
+    out_h, out_w = _window_geometry(x.shape, kernel_h, kernel_w, stride, pad)
+    n_batch, n_channels = x.shape[:2]
+    shape = (n_batch * out_h * out_w, n_channels * kernel_h * kernel_w)
+    cols = _check_out("out", out, shape, x.dtype)
+    _im2col.im2col(x, cols, kernel_h, kernel_w, stride, pad, out_h, out_w, _threads(n_threads))
+    return cols
+
+
+def col2im(cols, x_shape, kernel_h, kernel_w, stride=1, pad=0, *, n_threads=None):
+    """Fold ``cols (N*OH*OW, C*KH*KW)`` back to ``x_shape``, summing overlapping windows.
+
+    This is the exact adjoint of :func:`im2col`: ``<im2col(x), y> == <x, col2im(y)>``.
+    """
+    cols = as_float_array(cols, "cols")
+    if cols.ndim != 2:
+        raise ValueError(f"cols must be 2-D (N*OH*OW, C*KH*KW), got shape {cols.shape}")
+    x_shape = _shape4("x_shape", x_shape)
+    kernel_h = _int("kernel_h", kernel_h, 1)
+    kernel_w = _int("kernel_w", kernel_w, 1)
+    stride = _int("stride", stride, 1)
+    pad = _int("pad", pad, 0)
+    out_h, out_w = _window_geometry(x_shape, kernel_h, kernel_w, stride, pad)
+    n_batch, n_channels = x_shape[:2]
+    expected = (n_batch * out_h * out_w, n_channels * kernel_h * kernel_w)
+    if cols.shape != expected:
+        raise ValueError(f"cols must have shape {expected} for x_shape {x_shape}, got {cols.shape}")
+    dx = np.empty(x_shape, dtype=cols.dtype)
+    _im2col.col2im(cols, dx, kernel_h, kernel_w, stride, pad, out_h, out_w, _threads(n_threads))
+    return dx
+
+
+def _shape4(name, shape):
+    try:
+        shape = tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple of 4 ints, got {shape!r}") from None
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"{name} must be 4 positive ints (N, C, H, W), got {shape!r}")
+    return shape
+
+
+def _check_out(name, out, shape, dtype):
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(
+            f"{name} must be a writeable C-contiguous {np.dtype(dtype)} array of shape {shape}, "
+            f"got {out.dtype} {out.shape}"
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- convolution
+def conv2d_forward(x, W, b, stride=1, pad=0, *, n_threads=None):
+    """Convolution ``(N, C, H, W) * (FN, C, KH, KW) + b (FN,)`` -> ``(out (N, FN, OH, OW), cols)``.
+
+    ``cols`` is x's im2col matrix, kept for :func:`conv2d_backward`.
+    """
+    dtype = _common_dtype(("x", x), ("W", W), ("b", b))
+    x = _array4d("x", x, dtype)
+    W = _array4d("W", W, dtype)
+    b = as_float_array(b, "b", dtype)
+    _check_batch("x", x)
+    n_filters, w_channels, kernel_h, kernel_w = W.shape
+    if 0 in W.shape:
+        raise ValueError(f"W has a zero-size dimension (shape {W.shape})")
+    if w_channels != x.shape[1]:
+        raise ValueError(f"W has {w_channels} input channels (shape {W.shape}) but x has "
+                         f"{x.shape[1]} (shape {x.shape})")
+    if b.shape != (n_filters,):
+        raise ValueError(f"b must have shape ({n_filters},) to match W {W.shape}, got {b.shape}")
+    cols = im2col(x, kernel_h, kernel_w, stride, pad, n_threads=n_threads)
+    stride = _int("stride", stride, 1)
+    pad = _int("pad", pad, 0)
+    out_h, out_w = _window_geometry(x.shape, kernel_h, kernel_w, stride, pad)
+    n_batch = x.shape[0]
+    # One GEMM over the whole batch, then a single transpose to NCHW.
+    out = cols @ W.reshape(n_filters, -1).T
+    out += b
+    out = out.reshape(n_batch, out_h, out_w, n_filters).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out), cols
+
+
+def conv2d_backward(dout, cols, x_shape, W, stride=1, pad=0, *, n_threads=None):
+    """Gradients of :func:`conv2d_forward`: ``(dx, dW, db)`` from ``dout (N, FN, OH, OW)``."""
+    dtype = _common_dtype(("dout", dout), ("W", W), ("cols", cols))
+    dout = _array4d("dout", dout, dtype)
+    W = _array4d("W", W, dtype)
+    cols = as_float_array(cols, "cols", dtype)
+    n_filters, _, kernel_h, kernel_w = W.shape
+    if dout.shape[1] != n_filters:
+        raise ValueError(f"dout has {dout.shape[1]} channels (shape {dout.shape}) but W has "
+                         f"{n_filters} filters")
+    dout2d = dout.transpose(0, 2, 3, 1).reshape(-1, n_filters)
+    if cols.ndim != 2 or cols.shape[0] != dout2d.shape[0]:
+        raise ValueError(f"cols shape {cols.shape} does not match dout shape {dout.shape}")
+    db = dout2d.sum(axis=0)
+    dW = (dout2d.T @ cols).reshape(W.shape)
+    dcols = dout2d @ W.reshape(n_filters, -1)
+    dx = col2im(dcols, x_shape, kernel_h, kernel_w, stride, pad, n_threads=n_threads)
+    return dx, dW, db
+
+
+# ----------------------------------------------------------------------------- pooling
+def _pool_args(x, pool_h, pool_w, stride, pad, name="x"):
+    x = _array4d(name, x)
+    _check_batch(name, x)
+    pool_h = _int("pool_h", pool_h, 1)
+    pool_w = _int("pool_w", pool_w, 1)
+    stride = _int("stride", stride, 1)
+    pad = _int("pad", pad, 0)
+    if pad >= pool_h or pad >= pool_w:
+        raise ValueError(f"pad must be smaller than the pooling window {pool_h}x{pool_w} "
+                         f"(so that every window holds a real cell), got pad={pad}")
+    out_h, out_w = _window_geometry(x.shape, pool_h, pool_w, stride, pad, "pooling window")
+    return x, pool_h, pool_w, stride, pad, out_h, out_w
+
+
+def maxpool2d_forward(x, pool_h, pool_w, stride=1, pad=0, *, n_threads=None):
+    """Max pooling -> ``(out (N, C, OH, OW), argmax)``; a padded cell never wins, NaN does.
+
+    ``argmax`` (intp, same shape as out) holds the flat index ``h*W + w`` of each
+    window's winner inside its ``(n, c)`` plane.
+    """
+    x, pool_h, pool_w, stride, pad, out_h, out_w = _pool_args(x, pool_h, pool_w, stride, pad)
+    shape = x.shape[:2] + (out_h, out_w)
+    out = np.empty(shape, dtype=x.dtype)
+    argmax = np.empty(shape, dtype=np.intp)
+    _pool.maxpool_forward(x, out, argmax, pool_h, pool_w, stride, pad, _threads(n_threads))
+    return out, argmax
+
+
+def maxpool2d_backward(dout, argmax, x_shape, *, n_threads=None):
+    """Route ``dout`` to each window's winner: ``dx`` of shape ``x_shape``."""
+    dout = _array4d("dout", dout)
+    x_shape = _shape4("x_shape", x_shape)
+    argmax = np.asarray(argmax)
+    if argmax.dtype != np.intp or argmax.shape != dout.shape:
+        raise ValueError(f"argmax must be an intp array of dout's shape {dout.shape}, "
+                         f"got {argmax.dtype} {argmax.shape}")
+    if dout.shape[:2] != x_shape[:2]:
+        raise ValueError(f"dout shape {dout.shape} does not match x_shape {x_shape}")
+    argmax = np.ascontiguousarray(argmax)
+    plane = x_shape[2] * x_shape[3]
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= plane):
+        raise ValueError(f"argmax holds indices outside an {x_shape[2]}x{x_shape[3]} plane")
+    dx = np.empty(x_shape, dtype=dout.dtype)
+    _pool.maxpool_backward(dout, argmax, dx, _threads(n_threads))
+    return dx
+
+
+def avgpool2d_forward(x, pool_h, pool_w, stride=1, pad=0, count_include_pad=True, *,
+                      n_threads=None):
+    """Average pooling -> ``out (N, C, OH, OW)``.
+
+    By default every window divides by ``pool_h*pool_w`` (padding counted, as in
+    PyTorch and ONNX); ``count_include_pad=False`` divides by the real cells only.
+    """
+    x, pool_h, pool_w, stride, pad, out_h, out_w = _pool_args(x, pool_h, pool_w, stride, pad)
+    out = np.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
+    _pool.avgpool_forward(x, out, pool_h, pool_w, stride, pad, bool(count_include_pad),
+                          _threads(n_threads))
+    return out
+
+
+def avgpool2d_backward(dout, x_shape, pool_h, pool_w, stride=1, pad=0, count_include_pad=True,
+                       *, n_threads=None):
+    """Gradient of :func:`avgpool2d_forward`: ``dx`` of shape ``x_shape``."""
+    dout = _array4d("dout", dout)
+    x_shape = _shape4("x_shape", x_shape)
+    probe = np.broadcast_to(np.zeros((), dout.dtype), x_shape)
+    _, pool_h, pool_w, stride, pad, out_h, out_w = _pool_args(probe, pool_h, pool_w, stride, pad,
+                                                              "x_shape")
+    expected = x_shape[:2] + (out_h, out_w)
+    if dout.shape != expected:
+        raise ValueError(f"dout must have shape {expected} for x_shape {x_shape}, got {dout.shape}")
+    dx = np.empty(x_shape, dtype=dout.dtype)
+    _pool.avgpool_backward(dout, dx, pool_h, pool_w, stride, pad, bool(count_include_pad),
+                           _threads(n_threads))
+    return dx
+
+
+# ----------------------------------------------------------------------------- batch norm
+def _bn_view(name, x):
+    """(N, D) -> (N, D, 1); (N, C, H, W) -> (N, C, H*W)."""
+    if x.ndim == 2:
+        return x.reshape(x.shape[0], x.shape[1], 1)
+    if x.ndim == 4:
+        return x.reshape(x.shape[0], x.shape[1], -1)
+    raise ValueError(f"{name} must be 2-D (N, D) or 4-D (N, C, H, W), got shape {x.shape}")
+
+
+def batchnorm_stats(x, *, n_threads=None):
+    """Per-feature (2-D) or per-channel (4-D) mean and biased variance, float64, one fused pass."""
+    x = as_float_array(x, "x")
+    x3 = _bn_view("x", x)
+    _check_batch("x", x)
+    n_channels = x3.shape[1]
+    mean = np.empty(n_channels, np.float64)
+    var = np.empty(n_channels, np.float64)
+    _batchnorm.batchnorm_stats(x3, mean, var, _threads(n_threads))
+    return mean, var
+
+
+def _bn_param(name, p, n_channels, dtype):
+    p = as_float_array(p, name, dtype)
+    if p.shape != (n_channels,):
+        raise ValueError(f"{name} must have shape ({n_channels},), got {p.shape}")
+    return p
+
+
+def batchnorm_forward(x, gamma, beta, mean, var, eps=1e-7, *, n_threads=None):
+    """``(x - mean) / sqrt(var + eps) * gamma + beta`` per feature/channel -> ``(out, inv_std)``.
+
+    In training pass the batch statistics from :func:`batchnorm_stats`; at
+    inference the running ones.  ``inv_std`` (float64) is kept for the backward.
+    """
+    dtype = _common_dtype(("x", x), ("gamma", gamma), ("beta", beta))
+    x = as_float_array(x, "x", dtype)
+    x3 = _bn_view("x", x)
+    _check_batch("x", x)
+    n_channels = x3.shape[1]
+    gamma = _bn_param("gamma", gamma, n_channels, dtype)
+    beta = _bn_param("beta", beta, n_channels, dtype)
+    mean = _bn_param("mean", mean, n_channels, np.float64)
+    var = _bn_param("var", var, n_channels, np.float64)
+    if not np.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite float >= 0, got {eps!r}")
+    inv_std = 1.0 / np.sqrt(var + eps)
+    out = np.empty_like(x)
+    _batchnorm.batchnorm_forward(x3, mean, inv_std, gamma, beta, _bn_view("out", out),
+                                 _threads(n_threads))
+    return out, inv_std
+
+
+def batchnorm_backward(dout, x, gamma, mean, inv_std, *, n_threads=None):
+    """Training-mode gradient of :func:`batchnorm_forward` -> ``(dx, dgamma, dbeta)``."""
+    dtype = _common_dtype(("dout", dout), ("x", x), ("gamma", gamma))
+    x = as_float_array(x, "x", dtype)
+    dout = as_float_array(dout, "dout", dtype)
+    if dout.shape != x.shape:
+        raise ValueError(f"dout must have x's shape {x.shape}, got {dout.shape}")
+    x3 = _bn_view("x", x)
+    _check_batch("x", x)
+    n_channels = x3.shape[1]
+    gamma = _bn_param("gamma", gamma, n_channels, dtype)
+    mean = _bn_param("mean", mean, n_channels, np.float64)
+    inv_std = _bn_param("inv_std", inv_std, n_channels, np.float64)
+    dgamma = np.empty(n_channels, np.float64)
+    dbeta = np.empty(n_channels, np.float64)
+    d3 = _bn_view("dout", dout)
+    threads = _threads(n_threads)
+    _batchnorm.batchnorm_backward_reduce(x3, d3, mean, inv_std, dgamma, dbeta, threads)
+    dx = np.empty_like(x)
+    _batchnorm.batchnorm_backward_dx(x3, d3, mean, inv_std, gamma, dgamma, dbeta,
+                                     _bn_view("dx", dx), threads)
+    return dx, dgamma.astype(dtype), dbeta.astype(dtype)

@@ -1,0 +1,87 @@
+"""im2col / col2im in the book's layout.
+
+cols has one row per output pixel (n, oh, ow) and one column per
+(c, kh, kw), so a weight W of shape (FN, C, KH, KW) multiplies as
+W.reshape(FN, -1).  Inputs are validated and allocated by
+cnn_core.functional; these kernels only compute.
+"""
+from cython.parallel cimport prange
+from libc.string cimport memset
+from _types cimport floating
+
+
+cdef inline void _im2col_row(const floating[:, :, :, ::1] x, floating[:, ::1] cols,
+                             Py_ssize_t n, Py_ssize_t oh, Py_ssize_t out_h, Py_ssize_t out_w,
+                             Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                             Py_ssize_t stride, Py_ssize_t pad) noexcept nogil:
+    """cols[(n*OH + oh)*OW + ow, (c*KH + i)*KW + j] := x_pad[n, c, oh*S + i, ow*S + j]"""
+    cdef Py_ssize_t n_channels = x.shape[1], height = x.shape[2], width = x.shape[3]
+    cdef Py_ssize_t ow, c, i, j, h, w, col, row
+    for ow in range(out_w):
+        row = (n * out_h + oh) * out_w + ow
+        col = 0
+        for c in range(n_channels):
+            for i in range(kernel_h):
+                h = oh * stride - pad + i
+                if h < 0 or h >= height:
+                    for j in range(kernel_w):
+                        cols[row, col + j] = 0
+                else:
+                    for j in range(kernel_w):
+                        w = ow * stride - pad + j
+                        if w < 0 or w >= width:
+                            cols[row, col + j] = 0
+                        else:
+                            cols[row, col + j] = x[n, c, h, w]
+                col += kernel_w
+
+
+def im2col(const floating[:, :, :, ::1] x not None,   # IN  (N, C, H, W)
+           floating[:, ::1] cols not None,             # OUT (N*OH*OW, C*KH*KW)
+           Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+           Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t out_h, Py_ssize_t out_w,
+           int n_threads=1):
+    cdef Py_ssize_t n_batch = x.shape[0], r
+    # One task per (n, oh): each owns OW whole rows of cols, so writes are disjoint.
+    with nogil:
+        for r in prange(n_batch * out_h, schedule='static', num_threads=n_threads):
+            _im2col_row(x, cols, r // out_h, r % out_h, out_h, out_w, kernel_h, kernel_w, stride, pad)
+
+
+cdef inline void _col2im_plane(const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
+                               Py_ssize_t n, Py_ssize_t c,
+                               Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                               Py_ssize_t stride, Py_ssize_t pad,
+                               Py_ssize_t out_h, Py_ssize_t out_w) noexcept nogil:
+    """dx[n, c, oh*S + i - P, ow*S + j - P] += cols[(n*OH + oh)*OW + ow, (c*KH + i)*KW + j]"""
+    cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3]
+    cdef Py_ssize_t oh, ow, i, j, h, w, row, col0
+    for h in range(height):
+        for w in range(width):
+            dx[n, c, h, w] = 0
+    col0 = c * kernel_h * kernel_w
+    for oh in range(out_h):
+        for ow in range(out_w):
+            row = (n * out_h + oh) * out_w + ow
+            for i in range(kernel_h):
+                h = oh * stride - pad + i
+                if h < 0 or h >= height:
+                    continue
+                for j in range(kernel_w):
+                    w = ow * stride - pad + j
+                    if w >= 0 and w < width:
+                        dx[n, c, h, w] += cols[row, col0 + i * kernel_w + j]
+
+
+def col2im(const floating[:, ::1] cols not None,       # IN  (N*OH*OW, C*KH*KW)
+           floating[:, :, :, ::1] dx not None,         # OUT (N, C, H, W), overwritten
+           Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+           Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t out_h, Py_ssize_t out_w,
+           int n_threads=1):
+    cdef Py_ssize_t n_batch = dx.shape[0], n_channels = dx.shape[1], p
+    # One task per (n, c) plane of dx: overlapping windows of a plane are summed by one
+    # thread in a fixed order, so the result does not depend on the thread count.
+    with nogil:
+        for p in prange(n_batch * n_channels, schedule='static', num_threads=n_threads):
+            _col2im_plane(cols, dx, p // n_channels, p % n_channels,
+                          kernel_h, kernel_w, stride, pad, out_h, out_w)

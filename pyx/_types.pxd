@@ -1,0 +1,4 @@
+# Fused floating type shared by every kernel: one source, float32 and float64.
+ctypedef fused floating:
+    float
+    double
