@@ -1,0 +1,239 @@
+"""Sequential: a list of layers plus a loss layer, with the book's network methods.
+
+Parameter names follow the book: the k-th weighted layer (Affine/Convolution)
+owns ``W{k}`` and ``b{k}``, the k-th BatchNorm ``gamma{k}`` and ``beta{k}``.
+``params`` is a live view: optimizers that update ``network.params[name]`` in
+place, or assign to it, change the layer's own array.
+"""
+from collections.abc import MutableMapping
+
+import numpy as np
+
+from ._dtype import as_float_array, check_dtype
+from .layers import LAYER_CLASSES, BatchNormalization, Conv2D, Dense, Dropout, SoftmaxWithLoss
+from .layers.loss import as_labels
+
+#: layers saved under a book class are rebuilt from sizes by these equivalents
+_REBUILD = {"Affine": Dense, "Convolution": Conv2D}
+#: inference runs in chunks of this many samples (bounded memory, same results)
+PREDICT_CHUNK = 1000
+
+
+class _ParamView(MutableMapping):
+    """name -> the owning layer's array; assignment replaces the layer's array."""
+
+    def __init__(self, index):
+        self._index = index
+
+    def __getitem__(self, name):
+        layer, key = self._index[name]
+        return layer.params[key]
+
+    def __setitem__(self, name, value):
+        layer, key = self._index[name]
+        old = layer.params[key]
+        value = np.asarray(value)
+        if value.shape != old.shape:
+            raise ValueError(f"params[{name!r}] must have shape {old.shape}, got {value.shape}")
+        layer.params[key] = np.ascontiguousarray(value, dtype=old.dtype)
+
+    def __delitem__(self, name):
+        raise TypeError("network parameters cannot be deleted")
+
+    def __iter__(self):
+        return iter(self._index)
+
+    def __len__(self):
+        return len(self._index)
+
+    def __repr__(self):
+        return "{" + ", ".join(f"{k!r}: {v.dtype}{v.shape}" for k, v in self.items()) + "}"
+
+
+class Sequential:
+    """``Sequential(layers, input_shape=(1, 28, 28), dtype=np.float32, seed=0)``.
+
+    ``input_shape`` is the shape of one sample (no batch axis); it builds the
+    size-given layers (``Dense``, ``Conv2D``, ...) and checks the others.
+    ``weight_decay_lambda`` adds ``0.5 λ ΣW²`` to the loss and ``λW`` to the
+    weight gradients, as in the book's ``MultiLayerNet``.
+    """
+
+    def __init__(self, layers, input_shape, *, loss_layer=None, dtype=np.float32, seed=None,
+                 weight_decay_lambda=0.0):
+        self.layers = list(layers)
+        if not self.layers:
+            raise ValueError("layers must hold at least one layer, got an empty list")
+        self.last_layer = SoftmaxWithLoss() if loss_layer is None else loss_layer
+        self.dtype = check_dtype(dtype)
+        wd = float(weight_decay_lambda)
+        if not (np.isfinite(wd) and wd >= 0):
+            raise ValueError(f"weight_decay_lambda must be a finite float >= 0, got {weight_decay_lambda!r}")
+        self.weight_decay_lambda = wd
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._build(input_shape)
+
+    # ------------------------------------------------------------------ construction
+    def _build(self, input_shape):
+        try:
+            shape = tuple(int(s) for s in input_shape)
+        except TypeError:
+            raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}") from None
+        if not shape or min(shape) < 1:
+            raise ValueError(f"input_shape must be positive ints (one sample's shape), got {input_shape!r}")
+        self.input_shape = shape
+        self.output_shapes = []
+        index, counters = {}, {}
+        for layer in self.layers:
+            rng = self._rng.spawn(1)[0] if isinstance(layer, Dropout) else self._rng
+            shape = tuple(layer.build(shape, self.dtype, rng))
+            self.output_shapes.append(shape)
+            if layer.param_kinds:
+                family = layer.param_kinds
+                counters[family] = counters.get(family, 0) + 1
+                for kind in family:
+                    index[f"{kind}{counters[family]}"] = (layer, kind)
+        self._index = index
+        self.params = _ParamView(index)
+
+    def cast(self, dtype):
+        """Convert every parameter to ``dtype`` (float32 or float64) in place; returns self."""
+        self.dtype = check_dtype(dtype)
+        for layer in self.layers:
+            layer.cast(self.dtype)
+        return self
+
+    # ------------------------------------------------------------------ the book's methods
+    def _as_input(self, x):
+        x = as_float_array(x, "x", self.dtype)
+        if x.shape[1:] != self.input_shape:
+            if x.ndim >= 1 and x.size == x.shape[0] * int(np.prod(self.input_shape)):
+                x = x.reshape((x.shape[0],) + self.input_shape)
+            else:
+                raise ValueError(f"x must have shape (N, {', '.join(map(str, self.input_shape))}) "
+                                 f"for this network, got {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"x has an empty batch (shape {x.shape})")
+        return x
+
+    def _forward(self, x, train_flg):
+        for layer in self.layers:
+            x = layer.forward(x, train_flg)
+        return x
+
+    def predict(self, x, train_flg=False):
+        """Scores (before softmax) for a batch ``x``.  Inference runs in bounded chunks."""
+        x = self._as_input(x)
+        if train_flg or x.shape[0] <= PREDICT_CHUNK:
+            return self._forward(x, train_flg)
+        return np.concatenate([self._forward(x[i:i + PREDICT_CHUNK], False)
+                               for i in range(0, x.shape[0], PREDICT_CHUNK)])
+
+    def _weight_decay(self):
+        if not self.weight_decay_lambda:
+            return 0.0
+        return 0.5 * self.weight_decay_lambda * sum(
+            float(np.sum(np.square(p, dtype=np.float64))) for k, p in self.params.items()
+            if k.startswith("W"))
+
+    def loss(self, x, t, train_flg=True):
+        """Mean loss of the batch plus the weight-decay term."""
+        y = self.predict(x, train_flg)
+        return self.last_layer.forward(y, t) + self._weight_decay()
+
+    def accuracy(self, x, t, batch_size=100):
+        """Fraction of ``x`` classified as ``t`` (index or one-hot); every sample counts."""
+        x = self._as_input(x)
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        n = x.shape[0]
+        labels = np.asarray(t)
+        correct = 0
+        for i in range(0, n, batch_size):
+            y = self._forward(x[i:i + batch_size], False)
+            correct += int(np.sum(y.argmax(axis=1) == as_labels(labels[i:i + batch_size],
+                                                               y.shape[0], y.shape[1])))
+        return correct / n
+
+    def gradient(self, x, t):
+        """Backpropagation: the loss's gradient for every parameter, as a dict named like ``params``."""
+        self.last_loss = self.loss(x, t, train_flg=True)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        grads = {name: layer.grads[key] for name, (layer, key) in self._index.items()}
+        if self.weight_decay_lambda:
+            for name in grads:
+                if name.startswith("W"):
+                    grads[name] = grads[name] + self.weight_decay_lambda * self.params[name]
+        return grads
+
+    def numerical_gradient(self, x, t):
+        """The book's slow central-difference gradient of the loss (for checking and teaching)."""
+        from .functions import numerical_gradient
+        return {name: numerical_gradient(lambda _: self.loss(x, t), p)
+                for name, p in self.params.items()}
+
+    # ------------------------------------------------------------------ inspection
+    def summary(self):
+        """A table of layers, output shapes, parameter counts and fan-in."""
+        rows = [("layer", "output shape", "params", "fan-in"),
+                ("input", str(self.input_shape), "0", "")]
+        for layer, shape in zip(self.layers, self.output_shapes):
+            fi = layer.fan_in()
+            rows.append((repr(layer), str(shape), f"{layer.n_params:,}", "" if fi is None else str(fi)))
+        total = sum(layer.n_params for layer in self.layers)
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append(f"total parameters: {total:,}  (dtype {self.dtype})")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"{type(self).__name__}([{inner}], input_shape={self.input_shape})"
+
+    # ------------------------------------------------------------------ parameter files
+    def get_config(self):
+        return {
+            "input_shape": list(self.input_shape),
+            "dtype": str(self.dtype),
+            "weight_decay_lambda": self.weight_decay_lambda,
+            "layers": [dict(layer.get_config(), **{"class": type(layer).__name__})
+                       for layer in self.layers],
+        }
+
+    @classmethod
+    def from_config(cls, config, dtype=None):
+        """Rebuild an (untrained) network from :meth:`get_config`."""
+        from ._serialize import layers_from_config
+        return Sequential(layers_from_config(config["layers"]), config["input_shape"],
+                          dtype=dtype or config.get("dtype", "float32"),
+                          weight_decay_lambda=config.get("weight_decay_lambda", 0.0))
+
+    def state_arrays(self):
+        """Parameters plus BatchNorm running statistics, by name."""
+        arrays = dict(self.params)
+        k = 0
+        for layer in self.layers:
+            if isinstance(layer, BatchNormalization):
+                k += 1
+                if layer.running_mean is not None:
+                    arrays[f"running_mean{k}"] = layer.running_mean
+                    arrays[f"running_var{k}"] = layer.running_var
+        return arrays
+
+    def save_params(self, file_name="params.npz"):
+        """Write parameters, architecture, dtype and library version to ``.npz``, atomically."""
+        from ._serialize import save_network
+        save_network(self, file_name)
+
+    def load_params(self, file_name="params.npz"):
+        """Load parameters from our ``.npz`` or from the book's pickles (restricted unpickler).
+
+        Every name and shape is checked before anything is assigned: on error the
+        network is unchanged.
+        """
+        from ._serialize import load_into
+        load_into(self, file_name)
