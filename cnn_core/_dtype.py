@@ -38,7 +38,7 @@ def as_float_array(x, name="x", dtype=None):
         target = np.dtype(dtype)
         if target not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
-    return np.ascontiguousarray(arr, dtype=target)
+    return np.asarray(arr, dtype=target, order="C")
 
 
 def check_dtype(dtype, name="dtype"):

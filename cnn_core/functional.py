@@ -223,6 +223,10 @@ def conv2d_backward(dout, cols, x_shape, W, stride=1, pad=0, *, n_threads=None):
 def _pool_args(x, pool_h, pool_w, stride, pad, name="x"):
     x = _array4d(name, x)
     _check_batch(name, x)
+    return (x,) + _pool_geometry(x.shape, pool_h, pool_w, stride, pad)
+
+
+def _pool_geometry(x_shape, pool_h, pool_w, stride, pad):
     pool_h = _int("pool_h", pool_h, 1)
     pool_w = _int("pool_w", pool_w, 1)
     stride = _int("stride", stride, 1)
@@ -230,8 +234,8 @@ def _pool_args(x, pool_h, pool_w, stride, pad, name="x"):
     if pad >= pool_h or pad >= pool_w:
         raise ValueError(f"pad must be smaller than the pooling window {pool_h}x{pool_w} "
                          f"(so that every window holds a real cell), got pad={pad}")
-    out_h, out_w = _window_geometry(x.shape, pool_h, pool_w, stride, pad, "pooling window")
-    return x, pool_h, pool_w, stride, pad, out_h, out_w
+    out_h, out_w = _window_geometry(x_shape, pool_h, pool_w, stride, pad, "pooling window")
+    return pool_h, pool_w, stride, pad, out_h, out_w
 
 
 def maxpool2d_forward(x, pool_h, pool_w, stride=1, pad=0, *, n_threads=None):
@@ -286,9 +290,7 @@ def avgpool2d_backward(dout, x_shape, pool_h, pool_w, stride=1, pad=0, count_inc
     """Gradient of :func:`avgpool2d_forward`: ``dx`` of shape ``x_shape``."""
     dout = _array4d("dout", dout)
     x_shape = _shape4("x_shape", x_shape)
-    probe = np.broadcast_to(np.zeros((), dout.dtype), x_shape)
-    _, pool_h, pool_w, stride, pad, out_h, out_w = _pool_args(probe, pool_h, pool_w, stride, pad,
-                                                              "x_shape")
+    pool_h, pool_w, stride, pad, out_h, out_w = _pool_geometry(x_shape, pool_h, pool_w, stride, pad)
     expected = x_shape[:2] + (out_h, out_w)
     if dout.shape != expected:
         raise ValueError(f"dout must have shape {expected} for x_shape {x_shape}, got {dout.shape}")
@@ -300,19 +302,17 @@ def avgpool2d_backward(dout, x_shape, pool_h, pool_w, stride=1, pad=0, count_inc
 
 # ----------------------------------------------------------------------------- batch norm
 def _bn_view(name, x):
-    """(N, D) -> (N, D, 1); (N, C, H, W) -> (N, C, H*W)."""
-    if x.ndim == 2:
-        return x.reshape(x.shape[0], x.shape[1], 1)
-    if x.ndim == 4:
-        return x.reshape(x.shape[0], x.shape[1], -1)
-    raise ValueError(f"{name} must be 2-D (N, D) or 4-D (N, C, H, W), got shape {x.shape}")
+    """(N, D) -> (N, D, 1); (N, C, H, W) -> (N, C, H*W), after checking ndim and emptiness."""
+    if x.ndim not in (2, 4):
+        raise ValueError(f"{name} must be 2-D (N, D) or 4-D (N, C, H, W), got shape {x.shape}")
+    _check_batch(name, x)
+    return x.reshape(x.shape[0], x.shape[1], -1)
 
 
 def batchnorm_stats(x, *, n_threads=None):
     """Per-feature (2-D) or per-channel (4-D) mean and biased variance, float64, one fused pass."""
     x = as_float_array(x, "x")
     x3 = _bn_view("x", x)
-    _check_batch("x", x)
     n_channels = x3.shape[1]
     mean = np.empty(n_channels, np.float64)
     var = np.empty(n_channels, np.float64)
@@ -336,7 +336,6 @@ def batchnorm_forward(x, gamma, beta, mean, var, eps=1e-7, *, n_threads=None):
     dtype = _common_dtype(("x", x), ("gamma", gamma), ("beta", beta))
     x = as_float_array(x, "x", dtype)
     x3 = _bn_view("x", x)
-    _check_batch("x", x)
     n_channels = x3.shape[1]
     gamma = _bn_param("gamma", gamma, n_channels, dtype)
     beta = _bn_param("beta", beta, n_channels, dtype)
@@ -359,7 +358,6 @@ def batchnorm_backward(dout, x, gamma, mean, inv_std, *, n_threads=None):
     if dout.shape != x.shape:
         raise ValueError(f"dout must have x's shape {x.shape}, got {dout.shape}")
     x3 = _bn_view("x", x)
-    _check_batch("x", x)
     n_channels = x3.shape[1]
     gamma = _bn_param("gamma", gamma, n_channels, dtype)
     mean = _bn_param("mean", mean, n_channels, np.float64)

@@ -1,0 +1,634 @@
+"""Every kernel of cnn_core.functional against the slow references of _reference.py.
+
+Covers float32 and float64, odd and rectangular planes, 1x1 and rectangular
+windows, stride 1/2/3, pad 0/1/2, batch 1, non-contiguous and read-only input,
+the 2x2/stride-2 max-pool fast path, im2col's ``out=``, the im2col/col2im
+adjoint identity, float64 gradient checks, independence from the thread count,
+and Hypothesis property tests on small random shapes.
+"""
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+from numpy.testing import assert_allclose, assert_array_equal
+
+import cnn_core
+from cnn_core import functional as F
+
+from _reference import (
+    avgpool2d_backward_ref, avgpool2d_ref, batchnorm_backward_ref, batchnorm_forward_ref,
+    batchnorm_stats_ref, col2im_ref, conv2d_backward_ref, conv2d_ref, im2col_ref,
+    maxpool2d_backward_ref, maxpool2d_ref, out_size,
+)
+from gradcheck import assert_grad_close, numerical_grad
+
+DTYPES = [np.float32, np.float64]
+
+# (x_shape, kernel_h, kernel_w, stride, pad) for im2col / col2im / convolution.
+CONV_CASES = [
+    ((2, 3, 7, 5), 3, 3, 1, 1),    # the book's 3x3 "same" convolution, odd plane
+    ((2, 3, 7, 5), 1, 1, 1, 0),    # 1x1
+    ((2, 3, 7, 5), 2, 3, 2, 1),    # rectangular window, stride 2
+    ((2, 2, 7, 5), 3, 2, 3, 2),    # stride 3, pad 2
+    ((1, 3, 7, 5), 3, 3, 2, 0),    # batch 1
+    ((2, 2, 5, 7), 5, 5, 1, 2),
+    ((2, 2, 4, 6), 1, 1, 3, 2),    # 1x1 with pad 2: whole rows/columns of zeros
+    ((2, 2, 3, 3), 7, 7, 1, 2),    # window == padded input: a 1x1 output
+    ((1, 1, 1, 1), 1, 1, 1, 0),    # the smallest problem
+]
+# (x_shape, pool_h, pool_w, stride, pad) for pooling; pad < window.
+POOL_CASES = [
+    ((2, 3, 7, 7), 2, 2, 2, 0),    # the 2x2/stride-2 fast path, odd H and W
+    ((2, 3, 7, 5), 2, 2, 2, 0),    # fast path, odd rectangular plane
+    ((1, 2, 6, 6), 2, 2, 2, 0),    # fast path, even plane, batch 1
+    ((2, 3, 7, 5), 3, 3, 1, 1),
+    ((2, 3, 7, 5), 3, 2, 2, 1),    # rectangular window
+    ((2, 2, 7, 5), 3, 3, 3, 2),    # stride 3, pad 2
+    ((1, 3, 7, 5), 1, 1, 1, 0),    # 1x1, batch 1
+    ((2, 2, 7, 5), 2, 3, 3, 0),    # stride larger than the window height
+    ((2, 2, 7, 5), 2, 2, 1, 1),    # 2x2 but not the fast path
+    ((2, 2, 7, 5), 5, 3, 2, 2),
+]
+PADDED_POOL_CASES = [c for c in POOL_CASES if c[4] > 0]
+BN_SHAPES = [(4, 3, 5, 7), (1, 3, 7, 5), (6, 5), (1, 4), (3, 2, 1, 1)]
+
+
+def case_id(case):
+    shape, kh, kw, stride, pad = case
+    return f"x{'x'.join(map(str, shape))}-k{kh}x{kw}-s{stride}-p{pad}"
+
+
+def rng_for(*key):
+    """A generator seeded from the test's parameters, so every case is reproducible.
+
+    (crc32, not hash(): str hashes are salted per process.)
+    """
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def randn(rng, shape, dtype, loc=0.0, scale=1.0):
+    return (loc + scale * rng.standard_normal(shape)).astype(dtype)
+
+
+LAYOUTS = ["contiguous", "transposed", "sliced", "readonly"]
+
+
+def with_layout(x, layout):
+    """The same values as ``x``, as a C-contiguous, transposed-view, sliced-view or read-only array."""
+    if layout == "contiguous":
+        out = np.ascontiguousarray(x)
+    elif layout == "transposed":   # stored with the last two axes swapped, viewed back
+        axes = list(range(x.ndim))
+        axes[-1], axes[-2] = axes[-2], axes[-1]
+        out = np.ascontiguousarray(x.transpose(axes)).transpose(axes)
+        assert not out.flags.c_contiguous
+    elif layout == "sliced":       # every other row of a larger buffer, offset by one column
+        big = np.zeros(x.shape[:-2] + (2 * x.shape[-2], x.shape[-1] + 1), dtype=x.dtype)
+        big[..., ::2, 1:] = x
+        out = big[..., ::2, 1:]
+        assert not out.flags.c_contiguous
+    elif layout == "readonly":
+        out = np.array(x)
+        out.setflags(write=False)
+    else:
+        raise AssertionError(layout)
+    assert_array_equal(out, x)
+    return out
+
+
+# ----------------------------------------------------------------------------- im2col / col2im
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+def test_im2col_matches_reference(case, dtype):
+    shape, kh, kw, stride, pad = case
+    x = randn(rng_for(case, dtype), shape, dtype)
+    cols = F.im2col(x, kh, kw, stride, pad)
+    assert cols.dtype == x.dtype
+    assert cols.flags.c_contiguous
+    # A copy is exact: bitwise equality.
+    assert_array_equal(cols, im2col_ref(x, kh, kw, stride, pad))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_out_argument(dtype):
+    x = randn(rng_for("out", dtype), (2, 3, 7, 5), dtype)
+    expected = im2col_ref(x, 3, 3, 2, 1)
+    out = np.full(expected.shape, np.nan, dtype=dtype)  # garbage that must be overwritten
+    result = F.im2col(x, 3, 3, 2, 1, out=out)
+    assert np.shares_memory(result, out)
+    assert result.dtype == x.dtype
+    assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+def test_col2im_matches_reference(case, dtype, tol):
+    shape, kh, kw, stride, pad = case
+    rng = rng_for(case, dtype)
+    rows = shape[0] * out_size(shape[2], kh, stride, pad) * out_size(shape[3], kw, stride, pad)
+    cols = randn(rng, (rows, shape[1] * kh * kw), dtype)
+    dx = F.col2im(cols, shape, kh, kw, stride, pad)
+    assert dx.dtype == cols.dtype
+    assert dx.shape == shape
+    assert_allclose(dx, col2im_ref(cols, shape, kh, kw, stride, pad), **tol(dtype, long_sum=True))
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+def test_col2im_is_the_adjoint_of_im2col(case):
+    """<im2col(x), y> == <x, col2im(y)> for every x, y (float64, tight tolerance)."""
+    shape, kh, kw, stride, pad = case
+    rng = rng_for("adjoint", case)
+    x = rng.standard_normal(shape)
+    cols = F.im2col(x, kh, kw, stride, pad)
+    y = rng.standard_normal(cols.shape)
+    lhs = np.vdot(cols, y)
+    rhs = np.vdot(x, F.col2im(y, shape, kh, kw, stride, pad))
+    assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12 * np.sqrt(y.size))
+
+
+# ----------------------------------------------------------------------------- convolution
+def conv_problem(case, dtype, n_filters=4):
+    shape, kh, kw, stride, pad = case
+    rng = rng_for("conv", case, dtype)
+    x = randn(rng, shape, dtype)
+    W = randn(rng, (n_filters, shape[1], kh, kw), dtype, scale=0.5)
+    b = randn(rng, (n_filters,), dtype)
+    return x, W, b
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+def test_conv2d_forward_matches_reference(case, dtype, tol):
+    shape, kh, kw, stride, pad = case
+    x, W, b = conv_problem(case, dtype)
+    out, cols = F.conv2d_forward(x, W, b, stride, pad)
+    assert out.dtype == x.dtype and cols.dtype == x.dtype
+    assert out.flags.c_contiguous
+    assert_allclose(out, conv2d_ref(x, W, b, stride, pad), **tol(dtype, long_sum=True, scale=10))
+    assert_array_equal(cols, im2col_ref(x, kh, kw, stride, pad))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+def test_conv2d_backward_matches_reference(case, dtype, tol):
+    shape, kh, kw, stride, pad = case
+    x, W, b = conv_problem(case, dtype)
+    out, cols = F.conv2d_forward(x, W, b, stride, pad)
+    dout = randn(rng_for("dout", case, dtype), out.shape, dtype)
+    dx, dW, db = F.conv2d_backward(dout, cols, x.shape, W, stride, pad)
+    dx_ref, dW_ref, db_ref = conv2d_backward_ref(dout, x, W, stride, pad)
+    for name, got, ref in [("dx", dx, dx_ref), ("dW", dW, dW_ref), ("db", db, db_ref)]:
+        assert got.dtype == x.dtype, name
+        assert got.shape == ref.shape, name
+        assert_allclose(got, ref, err_msg=name, **tol(dtype, long_sum=True, scale=10))
+
+
+# ----------------------------------------------------------------------------- max pooling
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES, ids=case_id)
+def test_maxpool2d_forward_matches_reference(case, dtype):
+    shape, kh, kw, stride, pad = case
+    x = randn(rng_for("maxpool", case, dtype), shape, dtype)
+    out, argmax = F.maxpool2d_forward(x, kh, kw, stride, pad)
+    out_ref, argmax_ref = maxpool2d_ref(x, kh, kw, stride, pad)
+    assert out.dtype == x.dtype
+    assert argmax.dtype == np.intp
+    assert_array_equal(out, out_ref)
+    assert_array_equal(argmax, argmax_ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES, ids=case_id)
+def test_maxpool2d_ties_go_to_the_first_max(case, dtype):
+    shape, kh, kw, stride, pad = case
+    x = rng_for("ties", case, dtype).integers(0, 2, size=shape).astype(dtype)  # many ties
+    out, argmax = F.maxpool2d_forward(x, kh, kw, stride, pad)
+    out_ref, argmax_ref = maxpool2d_ref(x, kh, kw, stride, pad)
+    assert_array_equal(out, out_ref)
+    assert_array_equal(argmax, argmax_ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", PADDED_POOL_CASES, ids=case_id)
+def test_maxpool2d_padding_never_wins(case, dtype):
+    """All-negative input (and some -inf): a zero-padded implementation would return 0."""
+    shape, kh, kw, stride, pad = case
+    x = -1.0 - np.abs(randn(rng_for("neg", case, dtype), shape, dtype))
+    x[..., 0, 0] = -np.inf   # a real -inf in a corner window still beats the padding
+    out, argmax = F.maxpool2d_forward(x, kh, kw, stride, pad)
+    out_ref, argmax_ref = maxpool2d_ref(x, kh, kw, stride, pad)
+    assert np.all(out < 0)
+    assert_array_equal(out, out_ref)
+    assert_array_equal(argmax, argmax_ref)
+    plane = shape[2] * shape[3]
+    assert argmax.min() >= 0 and argmax.max() < plane
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES, ids=case_id)
+def test_maxpool2d_nan_wins(case, dtype):
+    shape, kh, kw, stride, pad = case
+    rng = rng_for("nan", case, dtype)
+    x = randn(rng, shape, dtype)
+    x[rng.random(shape) < 0.2] = np.nan
+    x[..., 0, 0] = np.nan          # first cell of a window is NaN
+    x[..., -1, -1] = np.nan        # last cell of a window is NaN
+    out, argmax = F.maxpool2d_forward(x, kh, kw, stride, pad)
+    out_ref, argmax_ref = maxpool2d_ref(x, kh, kw, stride, pad)
+    assert np.isnan(out_ref).any()
+    assert_array_equal(out, out_ref)       # NaNs compare equal by position here
+    assert_array_equal(argmax, argmax_ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 7, 7), (1, 1, 3, 3), (2, 2, 9, 11), (1, 2, 2, 3),
+                                   (3, 1, 5, 2)], ids=str)
+def test_maxpool2d_fast_path_on_odd_planes(shape, dtype):
+    """The 2x2/stride-2/pad-0 special case: the last odd row/column is dropped, ties and NaN too."""
+    rng = rng_for("fast", shape, dtype)
+    x = rng.integers(0, 3, size=shape).astype(dtype)
+    x[rng.random(shape) < 0.1] = np.nan
+    out, argmax = F.maxpool2d_forward(x, 2, 2, 2, 0)
+    out_ref, argmax_ref = maxpool2d_ref(x, 2, 2, 2, 0)
+    assert out.shape == shape[:2] + (shape[2] // 2, shape[3] // 2)
+    assert out.dtype == x.dtype
+    assert_array_equal(out, out_ref)
+    assert_array_equal(argmax, argmax_ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES, ids=case_id)
+def test_maxpool2d_backward_matches_reference(case, dtype, tol):
+    shape, kh, kw, stride, pad = case
+    rng = rng_for("maxpool_bwd", case, dtype)
+    x = randn(rng, shape, dtype)
+    out, argmax = F.maxpool2d_forward(x, kh, kw, stride, pad)
+    _, argmax_ref = maxpool2d_ref(x, kh, kw, stride, pad)
+    dout = randn(rng, out.shape, dtype)
+    dx = F.maxpool2d_backward(dout, argmax, shape)
+    assert dx.dtype == dout.dtype
+    assert_allclose(dx, maxpool2d_backward_ref(dout, argmax_ref, shape), **tol(dtype, long_sum=True))
+
+
+# ----------------------------------------------------------------------------- average pooling
+@pytest.mark.parametrize("count_include_pad", [True, False], ids=["incl_pad", "excl_pad"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES, ids=case_id)
+def test_avgpool2d_forward_matches_reference(case, dtype, count_include_pad, tol):
+    shape, kh, kw, stride, pad = case
+    x = randn(rng_for("avg", case, dtype), shape, dtype)
+    out = F.avgpool2d_forward(x, kh, kw, stride, pad, count_include_pad)
+    assert out.dtype == x.dtype
+    assert_allclose(out, avgpool2d_ref(x, kh, kw, stride, pad, count_include_pad),
+                    **tol(dtype, long_sum=True))
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False], ids=["incl_pad", "excl_pad"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES, ids=case_id)
+def test_avgpool2d_backward_matches_reference(case, dtype, count_include_pad, tol):
+    shape, kh, kw, stride, pad = case
+    out_shape = shape[:2] + (out_size(shape[2], kh, stride, pad), out_size(shape[3], kw, stride, pad))
+    dout = randn(rng_for("avg_bwd", case, dtype), out_shape, dtype)
+    dx = F.avgpool2d_backward(dout, shape, kh, kw, stride, pad, count_include_pad)
+    assert dx.dtype == dout.dtype
+    assert dx.shape == shape
+    assert_allclose(dx, avgpool2d_backward_ref(dout, shape, kh, kw, stride, pad, count_include_pad),
+                    **tol(dtype, long_sum=True))
+
+
+def test_avgpool2d_count_include_pad_differs_only_at_the_border():
+    """Sanity check of the two conventions on a constant input: 1 inside, < 1 on padded windows."""
+    x = np.ones((1, 1, 5, 5))
+    incl = F.avgpool2d_forward(x, 3, 3, 1, 1, count_include_pad=True)
+    excl = F.avgpool2d_forward(x, 3, 3, 1, 1, count_include_pad=False)
+    assert_allclose(excl, 1.0, rtol=1e-15)
+    assert_allclose(incl[0, 0, 1:-1, 1:-1], 1.0, rtol=1e-15)
+    assert_allclose(incl[0, 0, 0, 0], 4 / 9, rtol=1e-15)
+    assert_allclose(incl[0, 0, 0, 2], 6 / 9, rtol=1e-15)
+
+
+# ----------------------------------------------------------------------------- batch norm
+def bn_problem(shape, dtype, key=""):
+    rng = rng_for("bn", key, shape, dtype)
+    x = randn(rng, shape, dtype, loc=3.0, scale=2.0)   # a mean far from 0 tests the shift
+    n_channels = shape[1]
+    gamma = randn(rng, (n_channels,), dtype, loc=1.0, scale=0.3)
+    beta = randn(rng, (n_channels,), dtype)
+    return rng, x, gamma, beta
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+def test_batchnorm_stats_matches_reference(shape, dtype):
+    _, x, _, _ = bn_problem(shape, dtype)
+    mean, var = F.batchnorm_stats(x)
+    mean_ref, var_ref = batchnorm_stats_ref(x)
+    # Statistics are float64 whatever the input dtype, and summed in float64.
+    assert mean.dtype == np.float64 and var.dtype == np.float64
+    assert mean.shape == (shape[1],) and var.shape == (shape[1],)
+    assert_allclose(mean, mean_ref, rtol=1e-12, atol=1e-13)
+    assert_allclose(var, var_ref, rtol=1e-11, atol=1e-13)
+    assert np.all(var >= 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+def test_batchnorm_forward_matches_reference(shape, dtype, tol):
+    _, x, gamma, beta = bn_problem(shape, dtype)
+    mean, var = batchnorm_stats_ref(x)
+    out, inv_std = F.batchnorm_forward(x, gamma, beta, mean, var)
+    out_ref, inv_std_ref = batchnorm_forward_ref(x, gamma, beta, mean, var)
+    assert out.dtype == x.dtype
+    assert inv_std.dtype == np.float64
+    assert_allclose(inv_std, inv_std_ref, rtol=1e-12)
+    assert_allclose(out, out_ref, **tol(dtype, long_sum=True))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+def test_batchnorm_backward_matches_reference(shape, dtype, tol):
+    rng, x, gamma, beta = bn_problem(shape, dtype)
+    mean, var = batchnorm_stats_ref(x)
+    _, inv_std = batchnorm_forward_ref(x, gamma, beta, mean, var)
+    dout = randn(rng, shape, dtype)
+    dx, dgamma, dbeta = F.batchnorm_backward(dout, x, gamma, mean, inv_std)
+    dx_ref, dgamma_ref, dbeta_ref = batchnorm_backward_ref(dout, x, gamma, mean, inv_std)
+    for name, got, ref in [("dx", dx, dx_ref), ("dgamma", dgamma, dgamma_ref),
+                           ("dbeta", dbeta, dbeta_ref)]:
+        assert got.dtype == x.dtype, name
+        assert got.shape == ref.shape, name
+        assert_allclose(got, ref, err_msg=name, **tol(dtype, long_sum=True, scale=10))
+
+
+# ----------------------------------------------------------------------------- input layouts
+def _layout_runs():
+    """name -> (make inputs from an rng and dtype, run the wrapper, run the reference)."""
+    geo = (3, 2, 2, 1)   # rectangular window, stride 2, pad 1
+
+    def conv(x, W, b):
+        return F.conv2d_forward(x, W, b, 2, 1)[0]
+
+    def conv_ref(x, W, b):
+        return conv2d_ref(x, W, b, 2, 1)
+
+    def bn_forward(x, gamma, beta):
+        mean, var = F.batchnorm_stats(x)
+        return F.batchnorm_forward(x, gamma, beta, mean, var)[0]
+
+    def bn_forward_ref(x, gamma, beta):
+        mean, var = batchnorm_stats_ref(x)
+        return batchnorm_forward_ref(x, gamma, beta, mean, var)[0]
+
+    def bn_backward(dout, x, gamma):
+        mean, var = batchnorm_stats_ref(np.array(x))
+        inv_std = 1.0 / np.sqrt(var + 1e-7)
+        return F.batchnorm_backward(dout, x, gamma, mean, inv_std)[0]
+
+    def bn_backward_ref(dout, x, gamma):
+        mean, var = batchnorm_stats_ref(x)
+        inv_std = 1.0 / np.sqrt(var + 1e-7)
+        return batchnorm_backward_ref(dout, x, gamma, mean, inv_std)[0]
+
+    x4 = (2, 3, 7, 5)
+    return {
+        "im2col": ([x4], lambda x: F.im2col(x, *geo), lambda x: im2col_ref(x, *geo)),
+        "col2im": ([(2 * 4 * 3, 3 * 3 * 2)],
+                   lambda c: F.col2im(c, x4, *geo), lambda c: col2im_ref(c, x4, *geo)),
+        "conv2d_forward": ([x4, (4, 3, 3, 2), (4,)], conv, conv_ref),
+        "maxpool2d_forward": ([x4], lambda x: F.maxpool2d_forward(x, *geo)[0],
+                              lambda x: maxpool2d_ref(x, *geo)[0]),
+        "avgpool2d_forward": ([x4], lambda x: F.avgpool2d_forward(x, *geo, False),
+                              lambda x: avgpool2d_ref(x, *geo, False)),
+        "avgpool2d_backward": ([(2, 3, 4, 3)],
+                               lambda d: F.avgpool2d_backward(d, x4, *geo),
+                               lambda d: avgpool2d_backward_ref(d, x4, *geo)),
+        "batchnorm_forward_4d": ([x4, (3,), (3,)], bn_forward, bn_forward_ref),
+        "batchnorm_forward_2d": ([(6, 5), (5,), (5,)], bn_forward, bn_forward_ref),
+        "batchnorm_backward_4d": ([x4, x4, (3,)], bn_backward, bn_backward_ref),
+    }
+
+
+LAYOUT_RUNS = _layout_runs()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(LAYOUT_RUNS))
+def test_noncontiguous_and_readonly_input(name, dtype, layout, tol):
+    """Every array argument in a transposed/sliced view or read-only: same result, input untouched."""
+    shapes, run, run_ref = LAYOUT_RUNS[name]
+    rng = rng_for("layout", name, dtype)
+    args = [randn(rng, s, dtype, loc=1.0) for s in shapes]
+    laid_out = [with_layout(a, layout) if a.ndim >= 2 else a for a in args]
+    before = [np.array(a) for a in laid_out]
+    result = run(*laid_out)
+    assert result.dtype == np.dtype(dtype)
+    assert_allclose(result, run_ref(*args), **tol(dtype, long_sum=True, scale=10))
+    for a, b in zip(laid_out, before):
+        assert_array_equal(a, b)   # inputs are never written
+
+
+def test_maxpool2d_backward_accepts_readonly_and_noncontiguous_argmax():
+    x = randn(rng_for("argmax_layout"), (2, 3, 7, 5), np.float64)
+    out, argmax = F.maxpool2d_forward(x, 3, 3, 1, 1)
+    dout = randn(rng_for("argmax_layout_dout"), out.shape, np.float64)
+    expected = maxpool2d_backward_ref(dout, argmax, x.shape)
+    for layout in LAYOUTS:
+        dx = F.maxpool2d_backward(with_layout(dout, layout), with_layout(argmax, layout), x.shape)
+        assert_allclose(dx, expected, rtol=1e-12, err_msg=layout)
+
+
+# ----------------------------------------------------------------------------- gradient checks
+GRAD_CONV_CASES = [((2, 2, 5, 4), 3, 3, 1, 1), ((2, 2, 5, 4), 2, 3, 2, 0),
+                   ((1, 2, 5, 4), 3, 2, 3, 2), ((2, 2, 5, 4), 1, 1, 2, 1)]
+
+
+@pytest.mark.parametrize("case", GRAD_CONV_CASES, ids=case_id)
+def test_conv2d_gradcheck(case):
+    shape, kh, kw, stride, pad = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    W = 0.5 * rng.standard_normal((3, shape[1], kh, kw))
+    b = rng.standard_normal(3)
+    out, cols = F.conv2d_forward(x, W, b, stride, pad)
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = F.conv2d_backward(dout, cols, x.shape, W, stride, pad)
+
+    def loss(x_, W_, b_):
+        return np.sum(F.conv2d_forward(x_, W_, b_, stride, pad)[0] * dout)
+
+    assert_grad_close(dx, numerical_grad(lambda v: loss(v, W, b), x), "dx")
+    assert_grad_close(dW, numerical_grad(lambda v: loss(x, v, b), W), "dW")
+    assert_grad_close(db, numerical_grad(lambda v: loss(x, W, v), b), "db")
+
+
+GRAD_POOL_CASES = [((2, 2, 5, 5), 2, 2, 2, 0), ((2, 2, 5, 4), 3, 3, 1, 1),
+                   ((1, 2, 5, 4), 3, 2, 2, 1), ((2, 1, 5, 4), 3, 3, 3, 2)]
+
+
+@pytest.mark.parametrize("case", GRAD_POOL_CASES, ids=case_id)
+def test_maxpool2d_gradcheck(case):
+    """Distinct values 0.1 apart: no ties, and eps = 1e-6 never changes a window's winner."""
+    shape, kh, kw, stride, pad = case
+    rng = np.random.default_rng(0)
+    x = 0.1 * rng.permutation(np.prod(shape)).reshape(shape) - 1.0
+    out, argmax = F.maxpool2d_forward(x, kh, kw, stride, pad)
+    dout = rng.standard_normal(out.shape)
+    dx = F.maxpool2d_backward(dout, argmax, shape)
+    numeric = numerical_grad(lambda v: np.sum(F.maxpool2d_forward(v, kh, kw, stride, pad)[0] * dout), x)
+    assert_grad_close(dx, numeric, "dx")
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False], ids=["incl_pad", "excl_pad"])
+@pytest.mark.parametrize("case", GRAD_POOL_CASES, ids=case_id)
+def test_avgpool2d_gradcheck(case, count_include_pad):
+    shape, kh, kw, stride, pad = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    out = F.avgpool2d_forward(x, kh, kw, stride, pad, count_include_pad)
+    dout = rng.standard_normal(out.shape)
+    dx = F.avgpool2d_backward(dout, shape, kh, kw, stride, pad, count_include_pad)
+    numeric = numerical_grad(
+        lambda v: np.sum(F.avgpool2d_forward(v, kh, kw, stride, pad, count_include_pad) * dout), x)
+    assert_grad_close(dx, numeric, "dx")
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 2, 3, 3), (3, 2, 1, 2)], ids=str)
+def test_batchnorm_gradcheck(shape):
+    """Training mode: the batch statistics depend on x, and the gradient must account for it."""
+    rng = np.random.default_rng(0)
+    x = 2.0 + 1.5 * rng.standard_normal(shape)
+    gamma = 1.0 + 0.3 * rng.standard_normal(shape[1])
+    beta = rng.standard_normal(shape[1])
+    dout = rng.standard_normal(shape)
+
+    def loss(x_, gamma_, beta_):
+        mean, var = F.batchnorm_stats(x_)
+        return np.sum(F.batchnorm_forward(x_, gamma_, beta_, mean, var)[0] * dout)
+
+    mean, var = F.batchnorm_stats(x)
+    _, inv_std = F.batchnorm_forward(x, gamma, beta, mean, var)
+    dx, dgamma, dbeta = F.batchnorm_backward(dout, x, gamma, mean, inv_std)
+    assert_grad_close(dx, numerical_grad(lambda v: loss(v, gamma, beta), x), "dx")
+    assert_grad_close(dgamma, numerical_grad(lambda v: loss(x, v, beta), gamma), "dgamma")
+    assert_grad_close(dbeta, numerical_grad(lambda v: loss(x, gamma, v), beta), "dbeta")
+    # The from-scratch reference derivation agrees with the numerical gradient too.
+    dx_ref, _, _ = batchnorm_backward_ref(dout, x, gamma, mean, inv_std)
+    assert_grad_close(dx_ref, numerical_grad(lambda v: loss(v, gamma, beta), x), "dx_ref")
+
+
+# ----------------------------------------------------------------------------- thread independence
+def _thread_runs():
+    """name -> function(n_threads) returning the tuple of every output of that kernel.
+
+    Shapes give each thread several tasks (N*C planes, N*OH rows, C channels).
+    """
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 9, 7))
+    W = rng.standard_normal((5, 4, 3, 2))
+    b = rng.standard_normal(5)
+    x_ties = rng.integers(0, 3, size=x.shape).astype(np.float32)
+    cols = F.im2col(x, 3, 2, 2, 1)
+    out, conv_cols = F.conv2d_forward(x, W, b, 2, 1)
+    dout_conv = rng.standard_normal(out.shape)
+    pool_out, argmax = F.maxpool2d_forward(x, 3, 3, 1, 1)
+    dout_pool = rng.standard_normal(pool_out.shape)
+    avg_out = F.avgpool2d_forward(x, 3, 2, 2, 1)
+    dout_avg = rng.standard_normal(avg_out.shape)
+    x_bn = 3 + rng.standard_normal((6, 4, 5, 3)).astype(np.float32)
+    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
+    mean, var = F.batchnorm_stats(x_bn)
+    inv_std = 1 / np.sqrt(var + 1e-7)
+    dout_bn = rng.standard_normal(x_bn.shape).astype(np.float32)
+    return {
+        "im2col": lambda t: (F.im2col(x, 3, 2, 2, 1, n_threads=t),),
+        "col2im": lambda t: (F.col2im(cols, x.shape, 3, 2, 2, 1, n_threads=t),),
+        "conv2d_forward": lambda t: F.conv2d_forward(x, W, b, 2, 1, n_threads=t),
+        "conv2d_backward": lambda t: F.conv2d_backward(dout_conv, conv_cols, x.shape, W, 2, 1,
+                                                       n_threads=t),
+        "maxpool2d_forward": lambda t: F.maxpool2d_forward(x, 3, 3, 1, 1, n_threads=t),
+        "maxpool2d_forward_fast": lambda t: F.maxpool2d_forward(x_ties, 2, 2, 2, 0, n_threads=t),
+        "maxpool2d_backward": lambda t: (F.maxpool2d_backward(dout_pool, argmax, x.shape,
+                                                              n_threads=t),),
+        "avgpool2d_forward": lambda t: (F.avgpool2d_forward(x, 3, 2, 2, 1, False, n_threads=t),),
+        "avgpool2d_backward": lambda t: (F.avgpool2d_backward(dout_avg, x.shape, 3, 2, 2, 1,
+                                                              n_threads=t),),
+        "batchnorm_stats": lambda t: F.batchnorm_stats(x_bn, n_threads=t),
+        "batchnorm_forward": lambda t: F.batchnorm_forward(x_bn, gamma, beta, mean, var,
+                                                           n_threads=t),
+        "batchnorm_backward": lambda t: F.batchnorm_backward(dout_bn, x_bn, gamma, mean, inv_std,
+                                                             n_threads=t),
+    }
+
+
+THREAD_RUNS = _thread_runs()
+
+
+@pytest.mark.parametrize("name", sorted(THREAD_RUNS))
+def test_results_do_not_depend_on_n_threads(name):
+    run = THREAD_RUNS[name]
+    one, two = run(1), run(2)
+    assert len(one) == len(two)
+    for a, b in zip(one, two):
+        assert a.dtype == b.dtype
+        assert np.array_equal(a, b), f"{name}: n_threads=1 and n_threads=2 differ"
+
+
+@pytest.mark.parametrize("name", sorted(THREAD_RUNS))
+def test_results_do_not_depend_on_set_num_threads(name, restore_num_threads):
+    run = THREAD_RUNS[name]
+    cnn_core.set_num_threads(1)
+    assert cnn_core.get_num_threads() == 1
+    one = run(None)
+    cnn_core.set_num_threads(2)
+    assert cnn_core.get_num_threads() == 2
+    two = run(None)
+    for a, b in zip(one, two):
+        assert np.array_equal(a, b), f"{name}: set_num_threads(1) and (2) differ"
+
+
+def test_set_num_threads_returns_previous_and_is_restored(restore_num_threads):
+    original = cnn_core.get_num_threads()
+    assert cnn_core.set_num_threads(1) == original
+    assert cnn_core.set_num_threads(2) == 1
+    assert cnn_core.get_num_threads() == 2
+
+
+# ----------------------------------------------------------------------------- Hypothesis
+@st.composite
+def window_problems(draw, pooling):
+    """A small (x, kh, kw, stride, pad) with at least one output pixel; for pooling, pad < window."""
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+             draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    pad = draw(st.integers(0, 2))
+    low = pad + 1 if pooling else 1
+    kh = draw(st.integers(low, max(low, min(shape[2] + 2 * pad, 5))))
+    kw = draw(st.integers(low, max(low, min(shape[3] + 2 * pad, 5))))
+    stride = draw(st.integers(1, 3))
+    dtype = draw(st.sampled_from(DTYPES))
+    # Few distinct values (ties), and for max pooling also NaN and +-inf.
+    values = st.sampled_from([-2.0, -0.5, 0.0, 1.0, 3.0, np.inf, -np.inf, np.nan] if pooling
+                             else [-2.0, -0.5, 0.0, 1.0, 3.0]) | st.floats(-10, 10, width=32)
+    x = draw(hnp.arrays(dtype, shape, elements=values))
+    return x, kh, kw, stride, pad
+
+
+@given(window_problems(pooling=False))
+def test_im2col_property(problem):
+    x, kh, kw, stride, pad = problem
+    cols = F.im2col(x, kh, kw, stride, pad)
+    assert cols.dtype == x.dtype
+    assert_array_equal(cols, im2col_ref(x, kh, kw, stride, pad))
+
+
+@given(window_problems(pooling=True))
+def test_maxpool2d_property(problem):
+    x, kh, kw, stride, pad = problem
+    out, argmax = F.maxpool2d_forward(x, kh, kw, stride, pad)
+    out_ref, argmax_ref = maxpool2d_ref(x, kh, kw, stride, pad)
+    assert out.dtype == x.dtype
+    assert_array_equal(out, out_ref)
+    assert_array_equal(argmax, argmax_ref)
