@@ -212,8 +212,9 @@ def print_tables(out):
     cfg = out["config"]
     for kind, title in (("train_step", f"training step, batch {cfg['batch_size']} (ms)"),
                         ("inference", f"inference, {cfg['inference_images']} images (ms)")):
-        print(f"\n{title}; median of {cfg['repeats'] if kind == 'train_step' else 'several'} "
-              f"runs; data: {cfg['data']}; ratio > 1 means cnn_core is faster")
+        runs = (f"median of {cfg['repeats']} runs" if kind == "train_step" else
+                f"median of {1 if cfg['quick'] else 3} runs, NumPy 1 run")
+        print(f"\n{title}; {runs}; data: {cfg['data']}; ratio > 1 means cnn_core is faster")
         head = (f"{'model':<15} {'thr':>3} {'cnn_core':>9} {'numpy f64':>10} {'torch':>9} "
                 f"{'numpy/cnn':>9} {'torch/cnn':>9} {'cnn GF/s':>9} {'%peak':>6} "
                 f"{'torch GF/s':>10} {'%peak':>6}")

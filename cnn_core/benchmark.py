@@ -454,7 +454,9 @@ def environment():
     return {"cnn_core": __version__, "python": platform.python_version(),
             "numpy": np.__version__, "platform": platform.platform(), "cpu": cpu,
             "cpu_count": os.cpu_count(), "openmp": openmp_enabled(), "blas": blas,
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
 
 
 def blas_summary(env):

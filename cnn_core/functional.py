@@ -65,8 +65,20 @@ def _common_dtype(*arrays_and_names):
     return np.result_type(*dtypes)
 
 
-def _threads(n_threads):
-    return get_num_threads() if n_threads is None else _int("n_threads", n_threads, 1)
+#: below this many output elements a kernel runs on one thread: waking a team costs more
+#: than it saves, and on a busy machine a late thread stalls the whole region.
+PARALLEL_MIN_WORK = 1 << 16
+
+
+def _threads(n_threads, work=None):
+    """Threads for one kernel call: ``n_threads`` if given, else the global setting,
+    reduced to 1 for calls smaller than :data:`PARALLEL_MIN_WORK` (results do not depend
+    on the thread count, so this changes speed only)."""
+    if n_threads is not None:
+        return _int("n_threads", n_threads, 1)
+    if work is not None and work < PARALLEL_MIN_WORK:
+        return 1
+    return get_num_threads()
 
 
 def conv_output_size(input_size, kernel_size, stride=1, pad=0):
@@ -118,7 +130,8 @@ def im2col(x, kernel_h, kernel_w, stride=1, pad=0, *, out=None, n_threads=None):
     n_batch, n_channels = x.shape[:2]
     shape = (n_batch * out_h * out_w, n_channels * kernel_h * kernel_w)
     cols = _check_out("out", out, shape, x.dtype)
-    _im2col.im2col(x, cols, kernel_h, kernel_w, stride, pad, out_h, out_w, _threads(n_threads))
+    _im2col.im2col(x, cols, kernel_h, kernel_w, stride, pad, out_h, out_w,
+                   _threads(n_threads, cols.size))
     return cols
 
 
@@ -141,7 +154,8 @@ def col2im(cols, x_shape, kernel_h, kernel_w, stride=1, pad=0, *, n_threads=None
     if cols.shape != expected:
         raise ValueError(f"cols must have shape {expected} for x_shape {x_shape}, got {cols.shape}")
     dx = np.empty(x_shape, dtype=cols.dtype)
-    _im2col.col2im(cols, dx, kernel_h, kernel_w, stride, pad, out_h, out_w, _threads(n_threads))
+    _im2col.col2im(cols, dx, kernel_h, kernel_w, stride, pad, out_h, out_w,
+                   _threads(n_threads, cols.size))
     return dx
 
 
@@ -248,7 +262,8 @@ def maxpool2d_forward(x, pool_h, pool_w, stride=1, pad=0, *, n_threads=None):
     shape = x.shape[:2] + (out_h, out_w)
     out = np.empty(shape, dtype=x.dtype)
     argmax = np.empty(shape, dtype=np.intp)
-    _pool.maxpool_forward(x, out, argmax, pool_h, pool_w, stride, pad, _threads(n_threads))
+    _pool.maxpool_forward(x, out, argmax, pool_h, pool_w, stride, pad,
+                          _threads(n_threads, x.size))
     return out, argmax
 
 
@@ -267,7 +282,7 @@ def maxpool2d_backward(dout, argmax, x_shape, *, n_threads=None):
     if argmax.size and (argmax.min() < 0 or argmax.max() >= plane):
         raise ValueError(f"argmax holds indices outside an {x_shape[2]}x{x_shape[3]} plane")
     dx = np.empty(x_shape, dtype=dout.dtype)
-    _pool.maxpool_backward(dout, argmax, dx, _threads(n_threads))
+    _pool.maxpool_backward(dout, argmax, dx, _threads(n_threads, dx.size))
     return dx
 
 
@@ -281,7 +296,7 @@ def avgpool2d_forward(x, pool_h, pool_w, stride=1, pad=0, count_include_pad=True
     x, pool_h, pool_w, stride, pad, out_h, out_w = _pool_args(x, pool_h, pool_w, stride, pad)
     out = np.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
     _pool.avgpool_forward(x, out, pool_h, pool_w, stride, pad, bool(count_include_pad),
-                          _threads(n_threads))
+                          _threads(n_threads, x.size))
     return out
 
 
@@ -296,7 +311,7 @@ def avgpool2d_backward(dout, x_shape, pool_h, pool_w, stride=1, pad=0, count_inc
         raise ValueError(f"dout must have shape {expected} for x_shape {x_shape}, got {dout.shape}")
     dx = np.empty(x_shape, dtype=dout.dtype)
     _pool.avgpool_backward(dout, dx, pool_h, pool_w, stride, pad, bool(count_include_pad),
-                           _threads(n_threads))
+                           _threads(n_threads, dx.size))
     return dx
 
 
@@ -316,7 +331,7 @@ def batchnorm_stats(x, *, n_threads=None):
     n_channels = x3.shape[1]
     mean = np.empty(n_channels, np.float64)
     var = np.empty(n_channels, np.float64)
-    _batchnorm.batchnorm_stats(x3, mean, var, _threads(n_threads))
+    _batchnorm.batchnorm_stats(x3, mean, var, _threads(n_threads, x.size))
     return mean, var
 
 
@@ -346,7 +361,7 @@ def batchnorm_forward(x, gamma, beta, mean, var, eps=1e-7, *, n_threads=None):
     inv_std = 1.0 / np.sqrt(var + eps)
     out = np.empty_like(x)
     _batchnorm.batchnorm_forward(x3, mean, inv_std, gamma, beta, _bn_view("out", out),
-                                 _threads(n_threads))
+                                 _threads(n_threads, x.size))
     return out, inv_std
 
 
@@ -365,7 +380,7 @@ def batchnorm_backward(dout, x, gamma, mean, inv_std, *, n_threads=None):
     dgamma = np.empty(n_channels, np.float64)
     dbeta = np.empty(n_channels, np.float64)
     d3 = _bn_view("dout", dout)
-    threads = _threads(n_threads)
+    threads = _threads(n_threads, x.size)
     _batchnorm.batchnorm_backward_reduce(x3, d3, mean, inv_std, dgamma, dbeta, threads)
     dx = np.empty_like(x)
     _batchnorm.batchnorm_backward_dx(x3, d3, mean, inv_std, gamma, dgamma, dbeta,

@@ -122,7 +122,8 @@ def sum_squared_error(y, t):
     y_arr = _as_float(y, "y")
     t_arr = _as_float(t, "t")
     if y_arr.shape != t_arr.shape:
-        raise ValueError(f"y and t must have the same shape, got y {y_arr.shape} and t {t_arr.shape}")
+        raise ValueError(f"y and t must have the same shape, got y {y_arr.shape} and "
+                         f"t {t_arr.shape}")
     return 0.5 * np.sum((y_arr - t_arr) ** 2)
 
 
@@ -182,7 +183,7 @@ def softmax_cross_entropy(x, t):
 softmax_loss = softmax_cross_entropy   # the book's name
 
 
-# ----------------------------------------------------------------------------- numerical differentiation
+# ------------------------------------------------------------------ numerical differentiation
 def _check_h(h):
     if isinstance(h, bool) or not isinstance(h, numbers.Real) or not (math.isfinite(h) and h > 0):
         raise ValueError(f"h must be a positive finite float, got {h!r}")

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import pickle
+import re
 import secrets
 import stat
 import zipfile
@@ -40,6 +41,7 @@ __all__ = ["ParameterFileError", "UnsafePickleError", "META_KEY",
 META_KEY = "__meta__"
 # Parameter arrays hold numbers: bool, signed/unsigned int, float, complex.
 _NUMERIC_KINDS = "biufc"
+_NUMERIC_DTYPE_SPEC = re.compile(r"[biufc][0-9]{1,2}")
 
 
 class ParameterFileError(ValueError):
@@ -69,13 +71,14 @@ class _DtypeSpec:
     __slots__ = ("dtype",)
 
     def __init__(self, spec, align=False, copy=False):
-        if not isinstance(spec, str) or len(spec) > 8:
-            raise UnsafePickleError(f"refusing dtype spec {spec!r:.60}: expected a short string like 'f8'")
+        # NumPy pickles a dtype as kind + itemsize ('f8', 'b1', 'c16'); nothing else is parsed.
+        if not (isinstance(spec, str) and _NUMERIC_DTYPE_SPEC.fullmatch(spec)):
+            raise UnsafePickleError(f"refusing dtype {spec!r:.60}: only numeric arrays are allowed")
         try:
             dtype = np.dtype(spec)
         except TypeError:
             raise ParameterFileError(f"unknown dtype {spec!r} in the pickle") from None
-        if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject:
+        if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject:     # defence in depth
             raise UnsafePickleError(f"refusing dtype {spec!r}: only numeric arrays are allowed")
         self.dtype = dtype
 
@@ -110,7 +113,8 @@ def _shape_of(shape):
 def _array_from_bytes(data, dtype, shape, order):
     """An owned, writable array of ``shape`` from raw ``data`` (which must fit exactly)."""
     if not isinstance(data, (bytes, bytearray)):
-        raise UnsafePickleError(f"refusing array data of type {type(data).__name__} (expected bytes)")
+        raise UnsafePickleError(f"refusing array data of type {type(data).__name__} "
+                                f"(expected bytes)")
     size = math.prod(shape)
     if len(data) != size * dtype.itemsize:
         raise ParameterFileError(f"array data has {len(data)} bytes, shape {shape} of {dtype} "
@@ -282,7 +286,8 @@ def _check_arrays(arrays, fname):
         if not isinstance(key, str) or not key or "\x00" in key:
             raise TypeError(f"save_npz({fname!r}): array names must be non-empty str, got {key!r}")
         if key == META_KEY:
-            raise ValueError(f"save_npz({fname!r}): the array name {META_KEY!r} is reserved for meta")
+            raise ValueError(f"save_npz({fname!r}): the array name {META_KEY!r} is reserved "
+                             f"for meta")
         arr = np.asarray(value)
         if arr.dtype.hasobject:
             raise TypeError(f"save_npz({fname!r}): arrays[{key!r}] has dtype {arr.dtype}; object "
@@ -390,7 +395,8 @@ def _read_npz_members(fileobj, fname):
                 try:
                     value = npz[name]
                 except ValueError as exc:       # e.g. object arrays, which need pickle
-                    raise ParameterFileError(f"{fname}: cannot load entry {name!r}: {exc}") from None
+                    raise ParameterFileError(
+                        f"{fname}: cannot load entry {name!r}: {exc}") from None
                 if not isinstance(value, np.ndarray):
                     raise ParameterFileError(f"{fname}: entry {name!r} is not a .npy array")
                 arrays[name] = value

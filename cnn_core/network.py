@@ -219,9 +219,8 @@ class Sequential:
         for layer in self.layers:
             if isinstance(layer, BatchNormalization):
                 k += 1
-                if layer.running_mean is not None:
-                    arrays[f"running_mean{k}"] = layer.running_mean
-                    arrays[f"running_var{k}"] = layer.running_var
+                arrays[f"running_mean{k}"] = layer.running_mean
+                arrays[f"running_var{k}"] = layer.running_var
         return arrays
 
     def save_params(self, file_name="params.npz"):

@@ -60,7 +60,8 @@ def _python_scalar(key, value):
     """A scalar from a state dict, also when a file turned it into a 0-d array."""
     if isinstance(value, np.ndarray):
         if value.ndim != 0:
-            raise ValueError(f"state entry {key!r} must be a scalar, got an array of shape {value.shape}")
+            raise ValueError(f"state entry {key!r} must be a scalar, got an array of "
+                             f"shape {value.shape}")
         return value.item()
     if isinstance(value, np.generic):
         return value.item()
@@ -107,13 +108,15 @@ class Optimizer:
         items = []
         for key, param in params.items():       # check everything before changing anything
             if not isinstance(param, np.ndarray) or param.dtype.kind != "f":
-                raise TypeError(f"params[{key!r}] must be a float ndarray (updated in place), got "
-                                f"{type(param).__name__}"
-                                + (f" of dtype {param.dtype}" if isinstance(param, np.ndarray) else ""))
+                got = (f"ndarray of dtype {param.dtype}" if isinstance(param, np.ndarray)
+                       else type(param).__name__)
+                raise TypeError(f"params[{key!r}] must be a float ndarray (updated in place), "
+                                f"got {got}")
             if not param.flags.writeable:
                 raise ValueError(f"params[{key!r}] is read-only and cannot be updated in place")
             if key not in grads:
-                raise KeyError(f"grads has no entry for parameter {key!r} (grads keys: {sorted(grads)})")
+                raise KeyError(f"grads has no entry for parameter {key!r} "
+                               f"(grads keys: {list(grads)})")
             grad = np.asarray(grads[key])
             if grad.shape != param.shape:
                 raise ValueError(f"grads[{key!r}] has shape {grad.shape}, params[{key!r}] has "
@@ -123,8 +126,9 @@ class Optimizer:
             for slot in self._slots:
                 state = getattr(self, slot).get(key)
                 if state is not None and state.shape != param.shape:
-                    raise ValueError(f"state {slot}[{key!r}] has shape {state.shape}, the parameter "
-                                     f"has shape {param.shape} (a state_dict from another model?)")
+                    raise ValueError(f"state {slot}[{key!r}] has shape {state.shape}, the "
+                                     f"parameter has shape {param.shape} (a state_dict from "
+                                     f"another model?)")
             items.append((key, param, grad))
         self._update(items)
 
@@ -185,7 +189,8 @@ class Optimizer:
                 slot, _, name = key.partition("/")
                 arr = np.asarray(value)
                 if arr.dtype.kind != "f":
-                    raise TypeError(f"state entry {key!r} must be a float array, got dtype {arr.dtype}")
+                    raise TypeError(f"state entry {key!r} must be a float array, "
+                                    f"got dtype {arr.dtype}")
                 slots[slot][name] = np.array(arr, copy=True)
             else:
                 unknown.append(key)
@@ -199,7 +204,7 @@ class Optimizer:
             setattr(self, slot, states)
 
 
-# ----------------------------------------------------------------------------- the book's optimizers
+# ------------------------------------------------------------------ the book's optimizers
 class SGD(Optimizer):
     """Stochastic gradient descent: W <- W - lr * dL/dW.
 
@@ -343,7 +348,9 @@ class Adam(Optimizer):
 
 
 # ----------------------------------------------------------------------------- factory
-OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)}
+#: the book's names, lower-cased, to classes
+OPTIMIZERS = {cls.__name__.lower(): cls
+              for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)}
 
 
 def get_optimizer(name, **kwargs):

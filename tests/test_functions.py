@@ -203,7 +203,7 @@ def test_softmax_cross_entropy_is_the_books_softmax_loss():
     assert softmax_loss is softmax_cross_entropy
 
 
-# ----------------------------------------------------------------------------- numerical differentiation
+# ------------------------------------------------------------------ numerical differentiation
 def test_numerical_diff_book_values_exactly():
     assert numerical_diff(function_1, 5) == 0.1999999999990898
     assert numerical_diff(function_1, 10) == 0.2999999999986347

@@ -191,7 +191,7 @@ def test_update_validates_before_changing_anything():
     assert_array_equal(params["a"], [0.0, 0.0])     # 'a' was not updated
     with pytest.raises(TypeError, match=r"params\['w'\] must be a float ndarray"):
         opt.update({"w": [1.0, 2.0]}, {"w": np.ones(2)})
-    with pytest.raises(TypeError, match="dtype int64"):
+    with pytest.raises(TypeError, match="got ndarray of dtype int64"):
         opt.update({"w": np.zeros(2, dtype=np.int64)}, {"w": np.ones(2)})
     frozen = np.zeros(2)
     frozen.setflags(write=False)

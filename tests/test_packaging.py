@@ -5,12 +5,12 @@
 * After a threaded kernel call, a process pool from :func:`cnn_core._mp.get_context`
   runs the same kernel in its workers and finishes; a hang fails on a timeout
   instead of blocking the run.
-* No module of cnn_core starts processes except through that context.
+* No module of cnn_core starts processes with the "fork" method (checked on its source).
 """
+import ast
 import functools
 import multiprocessing
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -63,20 +63,51 @@ def test_process_pool_after_threaded_kernel():
     np.testing.assert_array_equal(im2col(batches[0]), expected[0])
 
 
-_PROCESS_APIS = re.compile(r"\bmultiprocessing\b|ProcessPoolExecutor|os\.fork\b")
-_USES_MP_CONTEXT = re.compile(r"\b_mp\b.*\bget_context\b|\b_mp\.get_context\b")
-
-
-def test_package_starts_processes_only_through_mp_context():
-    package_dir = Path(cnn_core.__file__).resolve().parent
-    offenders = []
-    for path in sorted(package_dir.rglob("*.py")):
-        if path.name == "_mp.py":
+def _fork_uses(source):
+    """Places in ``source`` that start processes with the "fork" start method (or may)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        where = f"line {getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.ImportFrom) and node.module == "multiprocessing":
+            names = {a.name for a in node.names} & {"Pool", "Process"}
+            if names:
+                found.append(f"{where}: from multiprocessing import {', '.join(sorted(names))} "
+                             "(the default context)")
+        if not isinstance(node, ast.Call):
             continue
-        text = path.read_text(encoding="utf-8")
-        if _PROCESS_APIS.search(text) and not _USES_MP_CONTEXT.search(text):
-            offenders.append(str(path.relative_to(package_dir)))
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+        first = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
+        if owner == "os" and name in ("fork", "forkpty"):
+            found.append(f"{where}: os.{name}()")
+        elif name in ("get_context", "set_start_method") and first == "fork":
+            found.append(f"{where}: {name}('fork')")
+        elif owner in ("multiprocessing", "mp") and name in ("Pool", "Process"):
+            found.append(f"{where}: {owner}.{name}() with the default context")
+        elif name == "ProcessPoolExecutor" and not any(k.arg == "mp_context" for k in node.keywords):
+            found.append(f"{where}: ProcessPoolExecutor() without mp_context")
+    return found
+
+
+def test_fork_use_detector():
+    bad = ("import os, multiprocessing as mp\nfrom multiprocessing import Pool\n"
+           "os.fork()\nmp.get_context('fork')\nmultiprocessing.Pool(2)\nProcessPoolExecutor(2)\n")
+    assert len(_fork_uses(bad)) == 5
+    good = ("from cnn_core._mp import get_context\nget_context().Pool(2)\n"
+            "ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'))\n")
+    assert _fork_uses(good) == []
+
+
+def test_package_never_forks():
+    """cnn_core starts processes only with a spawn/forkserver context (cnn_core._mp.get_context)."""
+    package_dir = Path(cnn_core.__file__).resolve().parent
+    offenders = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        uses = _fork_uses(path.read_text(encoding="utf-8"))
+        if uses:
+            offenders[str(path.relative_to(package_dir))] = uses
     assert not offenders, (
-        f"{offenders} start processes without cnn_core._mp.get_context() "
-        "(a forked child can hang after the parent used OpenMP)"
+        f"{offenders}: a forked child can hang after the parent used OpenMP; "
+        "use cnn_core._mp.get_context()"
     )

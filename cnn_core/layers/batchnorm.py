@@ -50,6 +50,9 @@ class BatchNormalization(Layer):
         elif self.params["gamma"].shape != (n,):
             raise ValueError(f"gamma has shape {self.params['gamma'].shape} but the input has "
                              f"{n} features/channels (input shape {tuple(input_shape)})")
+        if self.running_mean is None:
+            self.running_mean = np.zeros(n, np.float64)
+            self.running_var = np.zeros(n, np.float64)
         return super().build(input_shape, dtype, rng)
 
     def forward(self, x, train_flg=True):
