@@ -213,8 +213,11 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, n_threads=None):
     return np.ascontiguousarray(out), cols
 
 
-def conv2d_backward(dout, cols, x_shape, W, stride=1, pad=0, *, n_threads=None):
-    """Gradients of :func:`conv2d_forward`: ``(dx, dW, db)`` from ``dout (N, FN, OH, OW)``."""
+def conv2d_backward(dout, cols, x_shape, W, stride=1, pad=0, *, need_dx=True, n_threads=None):
+    """Gradients of :func:`conv2d_forward`: ``(dx, dW, db)`` from ``dout (N, FN, OH, OW)``.
+
+    ``need_dx=False`` (a network's first layer) skips the input gradient: ``dx`` is None.
+    """
     dtype = _common_dtype(("dout", dout), ("W", W), ("cols", cols))
     dout = _array4d("dout", dout, dtype)
     W = _array4d("W", W, dtype)
@@ -228,6 +231,8 @@ def conv2d_backward(dout, cols, x_shape, W, stride=1, pad=0, *, n_threads=None):
         raise ValueError(f"cols shape {cols.shape} does not match dout shape {dout.shape}")
     db = dout2d.sum(axis=0)
     dW = (dout2d.T @ cols).reshape(W.shape)
+    if not need_dx:
+        return None, dW, db
     dcols = dout2d @ W.reshape(n_filters, -1)
     dx = col2im(dcols, x_shape, kernel_h, kernel_w, stride, pad, n_threads=n_threads)
     return dx, dW, db

@@ -96,6 +96,8 @@ class Sequential:
                     index[f"{kind}{counters[family]}"] = (layer, kind)
         self._index = index
         self.params = _ParamView(index)
+        # Nothing consumes the input gradient of the first layer: let it skip computing it.
+        self.layers[0].need_dx = False
 
     def cast(self, dtype):
         """Convert every parameter to ``dtype`` (float32 or float64) in place; returns self."""

@@ -1,6 +1,7 @@
 """The cnn-core command line, end to end."""
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -8,6 +9,9 @@ import pytest
 from cnn_core import load_model
 from cnn_core.cli import main
 from _paths import MNIST_DIR
+
+#: run `python -m` from outside the checkout, so that the source tree cannot shadow the install
+OUTSIDE = tempfile.gettempdir()
 
 
 def test_train_evaluate_on_bundled_digits(tmp_path, capsys):
@@ -63,7 +67,7 @@ def test_info(capsys):
 ])
 def test_bad_flags_give_one_line_error(argv, needle):
     proc = subprocess.run([sys.executable, "-m", "cnn_core"] + argv, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, cwd=OUTSIDE)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
@@ -79,5 +83,5 @@ def test_runtime_errors_are_one_line(tmp_path, capsys):
 def test_help_for_each_command():
     for cmd in ([], ["train"], ["evaluate"], ["info"]):
         proc = subprocess.run([sys.executable, "-m", "cnn_core"] + cmd + ["--help"],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, cwd=OUTSIDE)
         assert proc.returncode == 0 and "usage: cnn-core" in proc.stdout

@@ -16,6 +16,11 @@
 # test-command from pyproject.toml); the wheel again with NumPy 1.26; the sdist in a
 # fresh venv with the test suite.
 #
+# The first wheel run is the whole suite.  To keep the check near 10 minutes on 2 cores,
+# the reruns (cibuildwheel-style, NumPy 1.26, sdist) deselect the tests that took more
+# than CNN_CORE_PKG_SLOW_S seconds (default 20) in that first run, and name them;
+# CNN_CORE_PKG_FULL=1 runs the whole suite every time.
+#
 # Environment: PYTHON (default python3) builds and runs the tests;
 # CNN_CORE_PKG_TOOLS_VENV reuses a venv that already has the tools.
 set -euo pipefail
@@ -36,6 +41,8 @@ TOOL_REQS=(
 # The intended builds: CPython 3.11 .. 3.15, no free-threaded, 64-bit only.
 PYS=(cp311 cp312 cp313 cp314 cp315)
 SHARED="$(cd "$REPO/.." && pwd)/shared"
+SLOW_S="${CNN_CORE_PKG_SLOW_S:-20}"
+SLOW_LIST="$TMP/slow-tests.txt"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 
@@ -118,6 +125,19 @@ assert cnn_core.openmp_enabled(), "this build has no OpenMP"
 EOF
         "$venv/bin/python" -m pytest -q -ra -p no:cacheprovider "$@" tests
     )
+}
+
+# The --deselect arguments for the reruns: tests slower than SLOW_S s in the first run.
+declare -a DESELECT=()
+load_deselect() {
+    DESELECT=()
+    if [[ "${CNN_CORE_PKG_FULL:-0}" != 1 && -s "$SLOW_LIST" ]]; then
+        local id
+        while IFS= read -r id; do DESELECT+=(--deselect "$id"); done < "$SLOW_LIST"
+        echo "rerun without the $(wc -l < "$SLOW_LIST") test(s) slower than ${SLOW_S}s in the full run" \
+             "(CNN_CORE_PKG_FULL=1 keeps them):"
+        sed 's/^/  - /' "$SLOW_LIST"
+    fi
 }
 
 # ----------------------------------------------------------------------------- steps
@@ -257,7 +277,13 @@ step_wheel_tests() {
     pipq "$TMP/venv-wheel/bin/python" -m pip install -q --upgrade pip
     pipq "$TMP/venv-wheel/bin/python" -m pip install -q "${wheel}[test]"
     make_test_tree "$TMP/run-wheel"
-    run_tests "$TMP/venv-wheel" "$TMP/run-wheel"
+    rm -f "$SLOW_LIST"
+    local rc=0
+    run_tests "$TMP/venv-wheel" "$TMP/run-wheel" --durations=0 --durations-min="$SLOW_S" \
+        | tee "$TMP/logs/wheel-full-run.txt" || rc=$?
+    grep -oE "^[0-9.]+s (setup|call|teardown) +tests/.*" "$TMP/logs/wheel-full-run.txt" \
+        | sed -E 's/^[0-9.]+s (setup|call|teardown) +//' | sort -u > "$SLOW_LIST" || true
+    return $rc
 }
 
 # The wheel test as cibuildwheel runs it: test-sources copied into an empty directory,
@@ -280,12 +306,24 @@ print(f"cd {shlex.quote(sys.argv[2])}")
 print(cmd)
 EOF
     cat "$TMP/cibw-test.sh"
-    (cd "$REPO" && PATH="$TMP/venv-wheel/bin:$PATH" bash "$TMP/cibw-test.sh")
+    load_deselect
+    local addopts=""
+    if [[ ${#DESELECT[@]} -gt 0 ]]; then
+        addopts="$("$TOOLS/bin/python" -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' "${DESELECT[@]}")"
+    fi
+    (cd "$REPO" && PYTEST_ADDOPTS="$addopts" PATH="$TMP/venv-wheel/bin:$PATH" bash "$TMP/cibw-test.sh") \
+        | tee "$TMP/logs/cibw-test-run.txt"
+    # The rule is visible: the needs_data tests are reported as skipped, with its reason.
+    if grep -qs "needs_data" "$REPO"/tests/test_*.py; then
+        grep -E "SKIPPED .*CNN_CORE_SKIP_SHARED_DATA=1" "$TMP/logs/cibw-test-run.txt" \
+            || die "tests are marked needs_data, but none was skipped by the shared-data rule"
+    fi
 }
 
 step_wheel_numpy126() {
     pipq "$TMP/venv-wheel/bin/python" -m pip install -q 'numpy==1.26.*'
-    run_tests "$TMP/venv-wheel" "$TMP/run-wheel"
+    load_deselect
+    run_tests "$TMP/venv-wheel" "$TMP/run-wheel" "${DESELECT[@]}"
 }
 
 step_sdist_tests() {
@@ -297,7 +335,8 @@ step_sdist_tests() {
     # Builds the kernels from the sdist in an isolated build environment.
     pipq "$TMP/venv-sdist/bin/python" -m pip install -q "${sdist}[test]"
     make_test_tree "$TMP/run-sdist"
-    run_tests "$TMP/venv-sdist" "$TMP/run-sdist"
+    load_deselect
+    run_tests "$TMP/venv-sdist" "$TMP/run-sdist" "${DESELECT[@]}"
 }
 
 # ----------------------------------------------------------------------------- run

@@ -16,6 +16,8 @@ import numpy as np
 class Layer:
     #: parameter kinds in naming order; the network names them f"{kind}{k}"
     param_kinds = ()
+    #: False when nothing consumes dx (a network's first layer): backward may skip it
+    need_dx = True
 
     def __init__(self):
         self.params = {}

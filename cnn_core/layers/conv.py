@@ -49,7 +49,7 @@ class Convolution(Layer):
 
     def backward(self, dout):
         dx, dW, db = F.conv2d_backward(dout, self.col, self.x_shape, self.params["W"],
-                                       self.stride, self.pad)
+                                       self.stride, self.pad, need_dx=self.need_dx)
         self.grads["W"], self.grads["b"] = dW, db
         return dx
 

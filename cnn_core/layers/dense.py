@@ -54,6 +54,8 @@ class Affine(Layer):
         W = self.params["W"]
         self.grads["W"] = self.x.T @ dout
         self.grads["b"] = np.sum(dout, axis=0)
+        if not self.need_dx:
+            return None
         dx = dout @ W.T
         return dx.reshape(self.original_x_shape)
 
