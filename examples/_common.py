@@ -1,0 +1,102 @@
+"""Plumbing shared by the example scripts: flags, data, threads, figures and tables.
+
+Not part of the library.  Every example is ``python examples/NAME.py [flags]`` (or
+``python examples/run.py NAME [flags]``) and has the same common flags:
+
+``--out DIR``     where the PNG figures go (created; default ``figures``)
+``--quick``       reduced sizes (seconds; what the tests run) for every size flag left unset
+``--seed N``      the seed of everything random in the run (default 0)
+``--threads N``   kernel (OpenMP) and BLAS threads, restored when the run ends
+``--data-dir D``  the MNIST directory (examples that read MNIST); default: ``$CNN_CORE_DATA``
+                  or the per-user cache, downloaded if missing (see ``cnn_core.datasets``)
+"""
+import argparse
+import contextlib
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["make_parser", "parse", "threads", "figure_path", "load_mnist_subset", "print_table",
+           "fmt"]
+
+
+def make_parser(description, *, data=False, out="figures"):
+    """An ``ArgumentParser`` holding the common flags; the example adds its own."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default=out, help="directory for the PNG figures")
+    p.add_argument("--quick", action="store_true",
+                   help="reduced sizes for a smoke run (every size flag left at its default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of everything random")
+    p.add_argument("--threads", type=int, default=None,
+                   help="kernel and BLAS threads (default: the libraries' own)")
+    if data:
+        p.add_argument("--data-dir", default=None,
+                       help="MNIST directory (default: $CNN_CORE_DATA or the user cache)")
+    return p
+
+
+def parse(parser, argv, quick=None):
+    """Parse ``argv``; with ``--quick``, flags still at their default take ``quick``'s values."""
+    args = parser.parse_args(argv)
+    if args.quick and quick:
+        for name, value in quick.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
+    return args
+
+
+@contextlib.contextmanager
+def threads(n):
+    """Kernel and BLAS threads set to ``n`` inside the block, restored afterwards (None: unchanged)."""
+    if n is None:
+        yield
+        return
+    import cnn_core
+    from threadpoolctl import threadpool_limits
+    previous = cnn_core.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        cnn_core.set_num_threads(previous)
+
+
+def figure_path(args, name):
+    """``args.out / name``, the directory created."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out / name
+
+
+def saved(path):
+    print(f"figure: {path}", flush=True)
+    return path
+
+
+def load_mnist_subset(args, n_train=None, n_test=None, flatten=True):
+    """The book's MNIST (pixel/255, float32), cut to the first ``n_train``/``n_test`` samples
+    (the book's ``x_train[:300]`` style; None keeps all)."""
+    from cnn_core.datasets import load_mnist
+    (x_train, t_train), (x_test, t_test) = load_mnist(flatten=flatten, data_dir=args.data_dir,
+                                                      progress=False)
+    return (x_train[:n_train], t_train[:n_train]), (x_test[:n_test], t_test[:n_test])
+
+
+def fmt(value, spec=".4f"):
+    if isinstance(value, (float, np.floating)):
+        return format(float(value), spec)
+    return str(value)
+
+
+def print_table(header, rows, spec=".4f", title=None):
+    """Rows of values under ``header``, columns aligned, floats formatted with ``spec``."""
+    cells = [[str(h) for h in header]] + [[fmt(v, spec) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    if title:
+        print(title)
+    for k, row in enumerate(cells):
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    print(flush=True)
