@@ -1,4 +1,4 @@
-"""The ``cnn-core`` command line: ``train``, ``evaluate``, ``info`` and ``bench``."""
+"""The ``cnn-core`` command line: ``train``, ``evaluate``, ``info``, ``bench`` and ``export``."""
 import argparse
 import sys
 
@@ -85,6 +85,12 @@ def cmd_train(args):
     return 0
 
 
+def _bench(argv):
+    from . import benchmark
+    result = benchmark.main(argv)
+    return result if isinstance(result, int) else 0
+
+
 class _PrintRow:
     def on_epoch_end(self, trainer, logs):
         print(f"{logs['epoch']:>5} {logs['loss']:>8.4f} {logs['train_acc']:>9.4f} "
@@ -126,6 +132,12 @@ def cmd_info(args):
     return 0
 
 
+def cmd_export(args):
+    from .onnx import cli_export
+    return cli_export(args.model_file, args.out, softmax=args.softmax, opset=args.opset,
+                      dtype=args.dtype)
+
+
 def main(argv=None):
     parser = _Parser(prog="cnn-core", description="Train and evaluate the networks of "
                      "'Deep Learning from Scratch' with cnn_core's fast CPU kernels.")
@@ -162,10 +174,29 @@ def main(argv=None):
     p = sub.add_parser("info", help="version, OpenMP, threads and BLAS")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("bench", add_help=False,
+                       help="time cnn_core's training steps and inference on this machine "
+                            "(cnn-core bench --help for options)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: _bench(a.bench_args))
+
+    p = sub.add_parser("export", help="write a saved model as ONNX "
+                       "(needs: pip install \"cnn_core[onnx]\")")
+    p.add_argument("model_file", help="a .npz written by train --out or save_params")
+    p.add_argument("out", help="the .onnx file to write")
+    p.add_argument("--softmax", action="store_true", help="output probabilities, not scores")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="default: the model's dtype")
+    p.set_defaults(func=cmd_export)
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its options belong to cnn_core.benchmark's own parser
+        return _bench(argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"cnn-core: error: {exc}", file=sys.stderr)
         return 1
 

@@ -9,13 +9,17 @@ value received.
 
 Shapes: x is ``(N, C, H, W)``, a convolution weight ``(FN, C, KH, KW)``.
 """
+import math
+import numbers
 import operator
+import sys
 
 import numpy as np
 
 from . import _batchnorm, _im2col, _pool
 from ._dtype import as_float_array, result_float_dtype
 from ._threads import get_num_threads
+from ._workers import run_chunks
 
 __all__ = [
     "conv_output_size", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
@@ -35,6 +39,8 @@ def _int(name, value, minimum):
         raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}") from None
     if v < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if v > sys.maxsize:     # the kernels index with Py_ssize_t (C would raise OverflowError)
+        raise ValueError(f"{name} must be an int <= {sys.maxsize}, got {value!r}")
     return v
 
 
@@ -68,6 +74,9 @@ def _common_dtype(*arrays_and_names):
 #: below this many output elements a kernel runs on one thread: waking a team costs more
 #: than it saves, and on a busy machine a late thread stalls the whole region.
 PARALLEL_MIN_WORK = 1 << 16
+#: the most threads one call may ask for: libgomp aborts the process, or overflows the
+#: stack (it allocas per-thread data), when a team cannot be created (n_threads=10**5).
+MAX_THREADS = 1024
 
 
 def _threads(n_threads, work=None):
@@ -75,7 +84,10 @@ def _threads(n_threads, work=None):
     reduced to 1 for calls smaller than :data:`PARALLEL_MIN_WORK` (results do not depend
     on the thread count, so this changes speed only)."""
     if n_threads is not None:
-        return _int("n_threads", n_threads, 1)
+        n_threads = _int("n_threads", n_threads, 1)
+        if n_threads > MAX_THREADS:
+            raise ValueError(f"n_threads must be an int <= {MAX_THREADS}, got {n_threads!r}")
+        return n_threads
     if work is not None and work < PARALLEL_MIN_WORK:
         return 1
     return get_num_threads()
@@ -96,13 +108,24 @@ def conv_output_size(input_size, kernel_size, stride=1, pad=0):
 
 
 def _window_geometry(x_shape, kernel_h, kernel_w, stride, pad, kernel_name="kernel"):
-    _, _, height, width = x_shape
+    n_batch, n_channels, height, width = x_shape
+    if max(height, width) + 2 * pad > sys.maxsize:    # kernel index arithmetic must not overflow
+        raise ValueError(f"pad {pad} makes the padded input larger than {sys.maxsize} "
+                         f"(H={height}, W={width})")
     if kernel_h > height + 2 * pad or kernel_w > width + 2 * pad:
         raise ValueError(
             f"{kernel_name} {kernel_h}x{kernel_w} is larger than the padded input "
             f"{height + 2 * pad}x{width + 2 * pad} (H={height}, W={width}, pad={pad})"
         )
-    return (height + 2 * pad - kernel_h) // stride + 1, (width + 2 * pad - kernel_w) // stride + 1
+    out_h = (height + 2 * pad - kernel_h) // stride + 1
+    out_w = (width + 2 * pad - kernel_w) // stride + 1
+    # N*C*OH*OW windows of KH*KW cells (im2col's size; the divisor of average pooling) must be
+    # addressable: otherwise NumPy fails with a message naming no argument, or C overflows.
+    if math.prod((n_batch, n_channels, out_h, out_w, kernel_h, kernel_w, 8)) > sys.maxsize:
+        raise ValueError(f"{kernel_name} {kernel_h}x{kernel_w} with stride={stride}, pad={pad} "
+                         f"gives {out_h}x{out_w} windows per plane of x {tuple(x_shape)}: "
+                         f"too large to index")
+    return out_h, out_w
 
 
 def _check_batch(name, x):
@@ -166,6 +189,8 @@ def _shape4(name, shape):
         raise TypeError(f"{name} must be a tuple of 4 ints, got {shape!r}") from None
     if len(shape) != 4 or min(shape) < 1:
         raise ValueError(f"{name} must be 4 positive ints (N, C, H, W), got {shape!r}")
+    if math.prod(shape) * 8 > sys.maxsize:
+        raise ValueError(f"{name} {shape!r} is too large to allocate")
     return shape
 
 
@@ -186,7 +211,10 @@ def _check_out(name, out, shape, dtype):
 def conv2d_forward(x, W, b, stride=1, pad=0, *, n_threads=None):
     """Convolution ``(N, C, H, W) * (FN, C, KH, KW) + b (FN,)`` -> ``(out (N, FN, OH, OW), cols)``.
 
-    ``cols`` is x's im2col matrix, kept for :func:`conv2d_backward`.
+    ``cols`` is x's im2col matrix (the book's layout), kept for :func:`conv2d_backward`.
+    The batch is split into one chunk per thread (see :mod:`cnn_core._workers`); in each,
+    one GEMM per sample, ``W (FN, K) @ cols_n.T (K, OH*OW)``, writes the NCHW output
+    directly (the transposed operand is a BLAS flag, not a copy).
     """
     dtype = _common_dtype(("x", x), ("W", W), ("b", b))
     x = _array4d("x", x, dtype)
@@ -201,40 +229,70 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, n_threads=None):
                          f"{x.shape[1]} (shape {x.shape})")
     if b.shape != (n_filters,):
         raise ValueError(f"b must have shape ({n_filters},) to match W {W.shape}, got {b.shape}")
-    cols = im2col(x, kernel_h, kernel_w, stride, pad, n_threads=n_threads)
     stride = _int("stride", stride, 1)
     pad = _int("pad", pad, 0)
     out_h, out_w = _window_geometry(x.shape, kernel_h, kernel_w, stride, pad)
-    n_batch = x.shape[0]
-    # One GEMM over the whole batch, then a single transpose to NCHW.
-    out = cols @ W.reshape(n_filters, -1).T
-    out += b
-    out = out.reshape(n_batch, out_h, out_w, n_filters).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(out), cols
+    n_batch, n_pix = x.shape[0], out_h * out_w
+    k = w_channels * kernel_h * kernel_w
+    cols = np.empty((n_batch * n_pix, k), dtype=dtype)
+    out = np.empty((n_batch, n_filters, n_pix), dtype=dtype)
+    w_mat = W.reshape(n_filters, k)
+    bias = b[:, None]
+
+    def chunk(lo, hi):
+        c = cols[lo * n_pix:hi * n_pix]
+        _im2col.im2col(x[lo:hi], c, kernel_h, kernel_w, stride, pad, out_h, out_w, 1)
+        o = out[lo:hi]
+        np.matmul(w_mat, c.reshape(hi - lo, n_pix, k).transpose(0, 2, 1), out=o)
+        o += bias
+
+    run_chunks(chunk, n_batch, _threads(n_threads, out.size))
+    return out.reshape(n_batch, n_filters, out_h, out_w), cols
 
 
 def conv2d_backward(dout, cols, x_shape, W, stride=1, pad=0, *, need_dx=True, n_threads=None):
     """Gradients of :func:`conv2d_forward`: ``(dx, dW, db)`` from ``dout (N, FN, OH, OW)``.
 
     ``need_dx=False`` (a network's first layer) skips the input gradient: ``dx`` is None.
+    Per sample: ``dW_n = dout_n (FN, P) @ cols_n (P, K)`` and ``dcols_n = dout_n.T @ W``,
+    folded back by col2im; ``dW`` sums the per-sample products in a fixed order, so it
+    does not depend on the thread count.
     """
     dtype = _common_dtype(("dout", dout), ("W", W), ("cols", cols))
     dout = _array4d("dout", dout, dtype)
     W = _array4d("W", W, dtype)
     cols = as_float_array(cols, "cols", dtype)
-    n_filters, _, kernel_h, kernel_w = W.shape
+    x_shape = _shape4("x_shape", x_shape)
+    stride = _int("stride", stride, 1)
+    pad = _int("pad", pad, 0)
+    n_filters, w_channels, kernel_h, kernel_w = W.shape
     if dout.shape[1] != n_filters:
         raise ValueError(f"dout has {dout.shape[1]} channels (shape {dout.shape}) but W has "
                          f"{n_filters} filters")
-    dout2d = dout.transpose(0, 2, 3, 1).reshape(-1, n_filters)
-    if cols.ndim != 2 or cols.shape[0] != dout2d.shape[0]:
-        raise ValueError(f"cols shape {cols.shape} does not match dout shape {dout.shape}")
-    db = dout2d.sum(axis=0)
-    dW = (dout2d.T @ cols).reshape(W.shape)
-    if not need_dx:
-        return None, dW, db
-    dcols = dout2d @ W.reshape(n_filters, -1)
-    dx = col2im(dcols, x_shape, kernel_h, kernel_w, stride, pad, n_threads=n_threads)
+    out_h, out_w = _window_geometry(x_shape, kernel_h, kernel_w, stride, pad)
+    n_batch = x_shape[0]
+    if dout.shape != (n_batch, n_filters, out_h, out_w) or x_shape[1] != w_channels:
+        raise ValueError(f"dout shape {dout.shape} does not match x_shape {x_shape} and W {W.shape}")
+    n_pix, k = out_h * out_w, w_channels * kernel_h * kernel_w
+    if cols.shape != (n_batch * n_pix, k):
+        raise ValueError(f"cols shape {cols.shape} does not match dout {dout.shape} and W "
+                         f"{W.shape}: expected {(n_batch * n_pix, k)}")
+    dout3 = dout.reshape(n_batch, n_filters, n_pix)
+    cols3 = cols.reshape(n_batch, n_pix, k)
+    w_mat = W.reshape(n_filters, k)
+    dw_per_sample = np.empty((n_batch, n_filters, k), dtype=dtype)
+    dx = np.empty(x_shape, dtype=dtype) if need_dx else None
+
+    def chunk(lo, hi):
+        np.matmul(dout3[lo:hi], cols3[lo:hi], out=dw_per_sample[lo:hi])
+        if need_dx:
+            dcols = np.matmul(dout3[lo:hi].transpose(0, 2, 1), w_mat)
+            _im2col.col2im(dcols.reshape(-1, k), dx[lo:hi], kernel_h, kernel_w, stride, pad,
+                           out_h, out_w, 1)
+
+    run_chunks(chunk, n_batch, _threads(n_threads, cols.size))
+    dW = dw_per_sample.sum(axis=0).reshape(W.shape)
+    db = dout3.sum(axis=(0, 2))
     return dx, dW, db
 
 
@@ -361,6 +419,8 @@ def batchnorm_forward(x, gamma, beta, mean, var, eps=1e-7, *, n_threads=None):
     beta = _bn_param("beta", beta, n_channels, dtype)
     mean = _bn_param("mean", mean, n_channels, np.float64)
     var = _bn_param("var", var, n_channels, np.float64)
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps must be a finite float >= 0, got {eps!r}")
     if not np.isfinite(eps) or eps < 0:
         raise ValueError(f"eps must be a finite float >= 0, got {eps!r}")
     inv_std = 1.0 / np.sqrt(var + eps)

@@ -70,9 +70,9 @@ class _GraphBuilder:
         self.nodes, self.initializers = [], []
         self.current = INPUT_NAME
 
-    def constant(self, name, value, dtype=None):
-        """An initializer holding ``value`` cast to the export dtype (or ``dtype``)."""
-        arr = np.ascontiguousarray(value, dtype=self.dtype if dtype is None else dtype)
+    def constant(self, name, value):
+        """An initializer holding ``value`` cast to the export dtype."""
+        arr = np.ascontiguousarray(value, dtype=self.dtype)
         self.initializers.append(self.onnx.numpy_helper.from_array(arr, name))
         return name
 
@@ -143,8 +143,9 @@ def _add_layer(g, index, layer, rank):
         if layer.running_mean is None or layer.running_var is None:
             raise ValueError(f"cannot export layer {index} ({layer!r}) to ONNX: it has no running "
                              f"statistics (build the network first)")
-        # ONNX's epsilon is a float32 attribute: move the rounding error of eps into the
-        # (float64) variance, so that var + eps is the same sum cnn_core takes.
+        # ONNX's epsilon is a float32 attribute: move its rounding error into the variance
+        # (in float64), so that var + eps is the sum cnn_core takes.  Only that sum is used;
+        # a zero variance may come out a hair (< 1e-13) below zero.
         eps32 = float(np.float32(layer.eps))
         var = np.asarray(layer.running_var, np.float64) + (layer.eps - eps32)
         inputs = [g.param(index, "gamma", layer.params["gamma"]),
@@ -178,7 +179,8 @@ def _check_opset(onnx, opset):
 def _check_batch_dim(batch_dim):
     if batch_dim is None or (isinstance(batch_dim, str) and batch_dim.isidentifier()):
         return batch_dim
-    if isinstance(batch_dim, (int, np.integer)) and not isinstance(batch_dim, bool) and batch_dim >= 1:
+    if isinstance(batch_dim, (int, np.integer)) and not isinstance(batch_dim, bool) \
+            and batch_dim >= 1:
         return int(batch_dim)
     raise ValueError(f"batch_dim must be a name (a dynamic batch axis), a positive int (a fixed "
                      f"batch size) or None (unnamed dynamic), got {batch_dim!r}")

@@ -77,9 +77,12 @@ def saved(path):
 def load_mnist_subset(args, n_train=None, n_test=None, flatten=True):
     """The book's MNIST (pixel/255, float32), cut to the first ``n_train``/``n_test`` samples
     (the book's ``x_train[:300]`` style; None keeps all)."""
-    from cnn_core.datasets import load_mnist
-    (x_train, t_train), (x_test, t_test) = load_mnist(flatten=flatten, data_dir=args.data_dir,
-                                                      progress=False)
+    from cnn_core.datasets import DatasetNotFoundError, load_mnist
+    try:
+        (x_train, t_train), (x_test, t_test) = load_mnist(flatten=flatten, progress=False,
+                                                          data_dir=args.data_dir)
+    except DatasetNotFoundError as exc:
+        raise SystemExit(f"error: {exc}\n(give --data-dir DIR)") from None
     return (x_train[:n_train], t_train[:n_train]), (x_test[:n_test], t_test[:n_test])
 
 

@@ -85,3 +85,25 @@ def test_help_for_each_command():
         proc = subprocess.run([sys.executable, "-m", "cnn_core"] + cmd + ["--help"],
                               capture_output=True, text=True, timeout=120, cwd=OUTSIDE)
         assert proc.returncode == 0 and "usage: cnn-core" in proc.stdout
+
+
+def test_export_writes_onnx_that_runs(tmp_path, capsys):
+    import onnxruntime as ort
+    out = tmp_path / "m.npz"
+    assert main(["train", "--dataset", "digits", "--model", "simple_convnet", "--epochs", "1",
+                 "--quiet", "--out", str(out)]) == 0
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", str(out), str(onnx_path)]) == 0
+    net = load_model(out)
+    x = np.random.default_rng(0).random((5,) + net.input_shape, dtype=np.float32)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, net.predict(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bench_quick_runs(tmp_path, capsys):
+    json_path = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--random-data", "--no-rss", "--threads", "1",
+                 "--models", "mlp", "--json", str(json_path)]) == 0
+    assert json_path.stat().st_size > 100
+    assert "mlp" in capsys.readouterr().out

@@ -248,7 +248,17 @@ step_auditwheel() {
     wheel="$(one "$TMP"/dist/cnn_core-*-linux_*.whl)"
     rm -rf "$TMP/wheelhouse"
     PATH="$TOOLS/bin:$PATH" "$TOOLS/bin/auditwheel" show "$wheel"
-    PATH="$TOOLS/bin:$PATH" "$TOOLS/bin/auditwheel" repair -w "$TMP/wheelhouse" "$wheel"
+    # The repair command of pyproject.toml's [tool.cibuildwheel.linux], as cibuildwheel runs it.
+    local repair
+    repair="$("$TOOLS/bin/python" -c 'import sys, tomllib
+print(tomllib.load(open(sys.argv[1], "rb"))["tool"]["cibuildwheel"]["linux"]["repair-wheel-command"])' \
+        "$REPO/pyproject.toml")"
+    repair="${repair//\{dest_dir\}/$TMP/wheelhouse}"
+    repair="${repair//\{wheel\}/$wheel}"
+    echo "+ $repair"
+    [[ "$repair" == "auditwheel repair "* ]] || die "unexpected linux repair-wheel-command: $repair"
+    # shellcheck disable=SC2086  # a command line, split as cibuildwheel's shell would
+    PATH="$TOOLS/bin:$PATH" $repair
     repaired="$(one "$TMP"/wheelhouse/*.whl)"
     echo "repaired: $(basename "$repaired") ($(du -h "$repaired" | cut -f1), $(stat -c %s "$repaired") bytes)"
     "$TOOLS/bin/python" -m zipfile -l "$repaired"
