@@ -208,18 +208,14 @@ def _check_out(name, out, shape, dtype):
 
 
 # ----------------------------------------------------------------------------- convolution
-def conv2d_forward(x, W, b, stride=1, pad=0, *, n_threads=None):
-    """Convolution ``(N, C, H, W) * (FN, C, KH, KW) + b (FN,)`` -> ``(out (N, FN, OH, OW), cols)``.
+#: im2col buffer per GEMM, in bytes: small enough to stay in a core's cache between being
+#: written by im2col and read by the GEMM (a whole-batch matrix goes through memory twice)
+CONV_BUFFER_BYTES = 1 << 19
 
-    ``cols`` is x's im2col matrix (the book's layout), kept for :func:`conv2d_backward`.
-    The batch is split into one chunk per thread (see :mod:`cnn_core._workers`); in each,
-    one GEMM per sample, ``W (FN, K) @ cols_n.T (K, OH*OW)``, writes the NCHW output
-    directly (the transposed operand is a BLAS flag, not a copy).
-    """
-    dtype = _common_dtype(("x", x), ("W", W), ("b", b))
+
+def _conv_args(x, W, stride, pad, dtype):
     x = _array4d("x", x, dtype)
     W = _array4d("W", W, dtype)
-    b = as_float_array(b, "b", dtype)
     _check_batch("x", x)
     n_filters, w_channels, kernel_h, kernel_w = W.shape
     if 0 in W.shape:
@@ -227,70 +223,92 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, n_threads=None):
     if w_channels != x.shape[1]:
         raise ValueError(f"W has {w_channels} input channels (shape {W.shape}) but x has "
                          f"{x.shape[1]} (shape {x.shape})")
-    if b.shape != (n_filters,):
-        raise ValueError(f"b must have shape ({n_filters},) to match W {W.shape}, got {b.shape}")
     stride = _int("stride", stride, 1)
     pad = _int("pad", pad, 0)
     out_h, out_w = _window_geometry(x.shape, kernel_h, kernel_w, stride, pad)
+    return x, W, stride, pad, out_h, out_w
+
+
+def _micro_batch(k, n_pix, itemsize):
+    return max(1, CONV_BUFFER_BYTES // (k * n_pix * itemsize))
+
+
+def conv2d_forward(x, W, b, stride=1, pad=0, *, n_threads=None):
+    """Convolution ``x (N, C, H, W) * W (FN, C, KH, KW) + b (FN,)`` -> ``(N, FN, OH, OW)``.
+
+    The batch is split into one chunk per thread (see :mod:`cnn_core._workers`).  Each
+    chunk unfolds a few samples at a time into a cache-sized buffer, ``cols[n] (K, OH*OW)``
+    (the transpose of the book's im2col rows of sample n), and one GEMM per sample,
+    ``W (FN, K) @ cols[n]``, writes the NCHW output directly.  Nothing of size
+    ``N * K * OH*OW`` is kept: :func:`conv2d_backward` unfolds x again.
+    """
+    dtype = _common_dtype(("x", x), ("W", W), ("b", b))
+    x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
+    b = as_float_array(b, "b", dtype)
+    n_filters, _, kernel_h, kernel_w = W.shape
+    if b.shape != (n_filters,):
+        raise ValueError(f"b must have shape ({n_filters},) to match W {W.shape}, got {b.shape}")
     n_batch, n_pix = x.shape[0], out_h * out_w
-    k = w_channels * kernel_h * kernel_w
-    cols = np.empty((n_batch * n_pix, k), dtype=dtype)
+    k = W[0].size
     out = np.empty((n_batch, n_filters, n_pix), dtype=dtype)
     w_mat = W.reshape(n_filters, k)
     bias = b[:, None]
+    step = _micro_batch(k, n_pix, dtype.itemsize)
 
     def chunk(lo, hi):
-        c = cols[lo * n_pix:hi * n_pix]
-        _im2col.im2col(x[lo:hi], c, kernel_h, kernel_w, stride, pad, out_h, out_w, 1)
-        o = out[lo:hi]
-        np.matmul(w_mat, c.reshape(hi - lo, n_pix, k).transpose(0, 2, 1), out=o)
-        o += bias
+        buf = np.empty((min(step, hi - lo), k, n_pix), dtype=dtype)
+        for a in range(lo, hi, step):
+            z = min(step, hi - a)
+            cols = buf[:z]
+            _im2col.im2col_t(x[a:a + z], cols, kernel_h, kernel_w, stride, pad, out_h, out_w, 1)
+            o = out[a:a + z]
+            np.matmul(w_mat, cols, out=o)
+            o += bias
 
-    run_chunks(chunk, n_batch, _threads(n_threads, out.size))
-    return out.reshape(n_batch, n_filters, out_h, out_w), cols
+    run_chunks(chunk, n_batch, _threads(n_threads, out.size * k))
+    return out.reshape(n_batch, n_filters, out_h, out_w)
 
 
-def conv2d_backward(dout, cols, x_shape, W, stride=1, pad=0, *, need_dx=True, n_threads=None):
-    """Gradients of :func:`conv2d_forward`: ``(dx, dW, db)`` from ``dout (N, FN, OH, OW)``.
+def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, n_threads=None):
+    """Gradients of :func:`conv2d_forward`: ``(dx, dW, db)`` from ``dout (N, FN, OH, OW)``
+    and the forward's input ``x``.
 
     ``need_dx=False`` (a network's first layer) skips the input gradient: ``dx`` is None.
-    Per sample: ``dW_n = dout_n (FN, P) @ cols_n (P, K)`` and ``dcols_n = dout_n.T @ W``,
-    folded back by col2im; ``dW`` sums the per-sample products in a fixed order, so it
-    does not depend on the thread count.
+    Per sample, x is unfolded again into a cache-sized buffer; ``dW_n = dout_n (FN, P) @
+    cols[n].T`` and ``dcols_n = W.T @ dout_n`` (folded back by col2im).  ``dW`` sums the
+    per-sample products in a fixed order, so it does not depend on the thread count.
     """
-    dtype = _common_dtype(("dout", dout), ("W", W), ("cols", cols))
+    dtype = _common_dtype(("dout", dout), ("x", x), ("W", W))
+    x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
     dout = _array4d("dout", dout, dtype)
-    W = _array4d("W", W, dtype)
-    cols = as_float_array(cols, "cols", dtype)
-    x_shape = _shape4("x_shape", x_shape)
-    stride = _int("stride", stride, 1)
-    pad = _int("pad", pad, 0)
-    n_filters, w_channels, kernel_h, kernel_w = W.shape
-    if dout.shape[1] != n_filters:
-        raise ValueError(f"dout has {dout.shape[1]} channels (shape {dout.shape}) but W has "
-                         f"{n_filters} filters")
-    out_h, out_w = _window_geometry(x_shape, kernel_h, kernel_w, stride, pad)
-    n_batch = x_shape[0]
-    if dout.shape != (n_batch, n_filters, out_h, out_w) or x_shape[1] != w_channels:
-        raise ValueError(f"dout shape {dout.shape} does not match x_shape {x_shape} and W {W.shape}")
-    n_pix, k = out_h * out_w, w_channels * kernel_h * kernel_w
-    if cols.shape != (n_batch * n_pix, k):
-        raise ValueError(f"cols shape {cols.shape} does not match dout {dout.shape} and W "
-                         f"{W.shape}: expected {(n_batch * n_pix, k)}")
+    n_filters, _, kernel_h, kernel_w = W.shape
+    n_batch, n_pix, k = x.shape[0], out_h * out_w, W[0].size
+    expected = (n_batch, n_filters, out_h, out_w)
+    if dout.shape != expected:
+        raise ValueError(f"dout must have shape {expected} for x {x.shape} and W {W.shape}, "
+                         f"got {dout.shape}")
     dout3 = dout.reshape(n_batch, n_filters, n_pix)
-    cols3 = cols.reshape(n_batch, n_pix, k)
-    w_mat = W.reshape(n_filters, k)
+    w_t = W.reshape(n_filters, k).T
     dw_per_sample = np.empty((n_batch, n_filters, k), dtype=dtype)
-    dx = np.empty(x_shape, dtype=dtype) if need_dx else None
+    dx = np.empty(x.shape, dtype=dtype) if need_dx else None
+    step = _micro_batch(k, n_pix, dtype.itemsize)
 
     def chunk(lo, hi):
-        np.matmul(dout3[lo:hi], cols3[lo:hi], out=dw_per_sample[lo:hi])
-        if need_dx:
-            dcols = np.matmul(dout3[lo:hi].transpose(0, 2, 1), w_mat)
-            _im2col.col2im(dcols.reshape(-1, k), dx[lo:hi], kernel_h, kernel_w, stride, pad,
-                           out_h, out_w, 1)
+        m = min(step, hi - lo)
+        buf = np.empty((m, k, n_pix), dtype=dtype)
+        dbuf = np.empty((m, k, n_pix), dtype=dtype) if need_dx else None
+        for a in range(lo, hi, step):
+            z = min(step, hi - a)
+            cols = buf[:z]
+            _im2col.im2col_t(x[a:a + z], cols, kernel_h, kernel_w, stride, pad, out_h, out_w, 1)
+            np.matmul(dout3[a:a + z], cols.transpose(0, 2, 1), out=dw_per_sample[a:a + z])
+            if need_dx:
+                dcols = dbuf[:z]
+                np.matmul(w_t, dout3[a:a + z], out=dcols)
+                _im2col.col2im_t(dcols, dx[a:a + z], kernel_h, kernel_w, stride, pad,
+                                 out_h, out_w, 1)
 
-    run_chunks(chunk, n_batch, _threads(n_threads, cols.size))
+    run_chunks(chunk, n_batch, _threads(n_threads, dout.size * k))
     dW = dw_per_sample.sum(axis=0).reshape(W.shape)
     db = dout3.sum(axis=(0, 2))
     return dx, dW, db

@@ -4,7 +4,7 @@ Not part of the library.  Every example is ``python examples/NAME.py [flags]`` (
 ``python examples/run.py NAME [flags]``) and has the same common flags:
 
 ``--out DIR``     where the PNG figures go (created; default ``figures``)
-``--quick``       reduced sizes (seconds; what the tests run) for every size flag left unset
+``--quick``       reduced sizes (seconds; what the tests run) for every size flag not given
 ``--seed N``      the seed of everything random in the run (default 0)
 ``--threads N``   kernel (OpenMP) and BLAS threads, restored when the run ends
 ``--data-dir D``  the MNIST directory (examples that read MNIST); default: ``$CNN_CORE_DATA``
@@ -12,6 +12,7 @@ Not part of the library.  Every example is ``python examples/NAME.py [flags]`` (
 """
 import argparse
 import contextlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ __all__ = ["make_parser", "parse", "threads", "figure_path", "load_mnist_subset"
 
 def make_parser(description, *, data=False, out="figures"):
     """An ``ArgumentParser`` holding the common flags; the example adds its own."""
-    p = argparse.ArgumentParser(description=description,
+    p = argparse.ArgumentParser(description=description, allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=out, help="directory for the PNG figures")
     p.add_argument("--quick", action="store_true",
@@ -37,13 +38,11 @@ def make_parser(description, *, data=False, out="figures"):
 
 
 def parse(parser, argv, quick=None):
-    """Parse ``argv``; with ``--quick``, flags still at their default take ``quick``'s values."""
-    args = parser.parse_args(argv)
-    if args.quick and quick:
-        for name, value in quick.items():
-            if getattr(args, name) == parser.get_default(name):
-                setattr(args, name, value)
-    return args
+    """Parse ``argv``; with ``--quick``, the flags not given take ``quick``'s values."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    # argparse leaves alone what the namespace already holds unless the flag is given.
+    namespace = argparse.Namespace(**quick) if quick and "--quick" in argv else None
+    return parser.parse_args(argv, namespace=namespace)
 
 
 @contextlib.contextmanager

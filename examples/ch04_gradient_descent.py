@@ -42,7 +42,8 @@ def main(argv=None):
         _common.print_table(["step", "x0", "x1", "f(x)"], rows, spec=".6g", title=f"lr = {lr:g}")
     print("final points:")
     for lr, path in paths.items():
-        print(f"  lr={lr:g}: x = ({path[-1, 0]:.6g}, {path[-1, 1]:.6g}), f = {function_2(path[-1]):.6g}")
+        print(f"  lr={lr:g}: x = ({path[-1, 0]:.6g}, {path[-1, 1]:.6g}), "
+              f"f = {function_2(path[-1]):.6g}")
 
     from cnn_core.plot import pyplot, save_figure
     plt = pyplot()

@@ -1,4 +1,4 @@
-"""Chapter 4: training TwoLayerNet on MNIST with the numerical gradient (the book's train_neuralnet).
+"""Chapter 4: training TwoLayerNet on MNIST with the numerical gradient (train_neuralnet).
 
 Mini-batch SGD with the gradient of every weight by central differences: two loss
 evaluations per parameter, so one step of the book's 784-50-10 net costs ~80,000 forward

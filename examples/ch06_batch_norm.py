@@ -50,7 +50,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--layers", type=int, default=5, help="hidden layers of 100 units")
-    args = _common.parse(p, argv, quick={"epochs": 6, "train_size": 500, "scales": 8})
+    args = _common.parse(p, argv, quick={"epochs": 4, "train_size": 500})
     scales = np.logspace(0, -4, num=args.scales)
     with _common.threads(args.threads):
         (x, t), _ = _common.load_mnist_subset(args, args.train_size, 1)

@@ -1,14 +1,13 @@
-"""Chapter 6: optimizers compared on MNIST: training loss of a 5-layer MLP (the book's
-optimizer_compare_mnist).
+"""Chapter 6: optimizers compared on MNIST: the training loss of a 5-layer MLP.
 
-MultiLayerNet 784-100-100-100-100-10 (ReLU, He initialisation; the same initial weights for
-every optimizer), mini-batches of 128 drawn at random, 2,000 steps, each optimizer with its
-default learning rate (SGD 0.01, Momentum 0.01, AdaGrad 0.01, Adam 0.001).  Prints the batch
-loss every ``--print-every`` steps, the mean loss of the last 100 steps and the test accuracy,
-and draws the smoothed loss curves.
+The book's optimizer_compare_mnist: MultiLayerNet 784-100-100-100-100-10 (ReLU, He
+initialisation; the same initial weights for every optimizer), mini-batches of 128 drawn at
+random, 2,000 steps, each optimizer with its default learning rate (SGD 0.01, Momentum 0.01,
+AdaGrad 0.01, Adam 0.001).  Prints the batch loss every ``--print-every`` steps, the mean
+loss of the last 100 steps and the test accuracy, and draws the smoothed loss curves.
 
     python examples/ch06_optimizer_mnist.py
-    python examples/ch06_optimizer_mnist.py --optimizers SGD Nesterov RMSprop --lr SGD=0.1 --iters 500
+    python examples/ch06_optimizer_mnist.py --optimizers SGD Nesterov RMSprop --lr SGD=0.1
 """
 import sys
 

@@ -1,10 +1,10 @@
-"""Chapter 6: weight initialisations compared on MNIST: training loss (the book's weight_init_compare).
+"""Chapter 6: weight initialisations compared on MNIST: the training loss.
 
-MultiLayerNet 784-100-100-100-100-10 with ReLU (``--activation sigmoid`` or ``tanh`` to
-compare), SGD lr 0.01, mini-batches of 128, 2,000 steps, weights N(0, std²) with std 0.01,
-Xavier (√(1/n)) or He (√(2/n)).  With std 0.01 the signal dies in the deep layers and the
-loss stays at ln 10 ≈ 2.30; He's falls at once.  Prints the batch losses and the final test
-accuracies and draws the smoothed loss curves.
+The book's weight_init_compare: MultiLayerNet 784-100-100-100-100-10 with ReLU
+(``--activation sigmoid`` or ``tanh`` to compare), SGD lr 0.01, mini-batches of 128, 2,000
+steps, weights N(0, std²) with std 0.01, Xavier (√(1/n)) or He (√(2/n)).  With std 0.01
+the signal dies in the deep layers and the loss stays at ln 10 ≈ 2.30; He's falls at once.
+Prints the batch losses and the final test accuracies and draws the smoothed loss curves.
 
     python examples/ch06_weight_init_mnist.py
     python examples/ch06_weight_init_mnist.py --activation sigmoid --inits 1 xavier he

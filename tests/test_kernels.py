@@ -163,11 +163,10 @@ def conv_problem(case, dtype, n_filters=4):
 def test_conv2d_forward_matches_reference(case, dtype, tol):
     shape, kh, kw, stride, pad = case
     x, W, b = conv_problem(case, dtype)
-    out, cols = F.conv2d_forward(x, W, b, stride, pad)
-    assert out.dtype == x.dtype and cols.dtype == x.dtype
+    out = F.conv2d_forward(x, W, b, stride, pad)
+    assert out.dtype == x.dtype
     assert out.flags.c_contiguous
     assert_allclose(out, conv2d_ref(x, W, b, stride, pad), **tol(dtype, long_sum=True, scale=10))
-    assert_array_equal(cols, im2col_ref(x, kh, kw, stride, pad))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -175,9 +174,9 @@ def test_conv2d_forward_matches_reference(case, dtype, tol):
 def test_conv2d_backward_matches_reference(case, dtype, tol):
     shape, kh, kw, stride, pad = case
     x, W, b = conv_problem(case, dtype)
-    out, cols = F.conv2d_forward(x, W, b, stride, pad)
+    out = F.conv2d_forward(x, W, b, stride, pad)
     dout = randn(rng_for("dout", case, dtype), out.shape, dtype)
-    dx, dW, db = F.conv2d_backward(dout, cols, x.shape, W, stride, pad)
+    dx, dW, db = F.conv2d_backward(dout, x, W, stride, pad)
     dx_ref, dW_ref, db_ref = conv2d_backward_ref(dout, x, W, stride, pad)
     for name, got, ref in [("dx", dx, dx_ref), ("dW", dW, dW_ref), ("db", db, db_ref)]:
         assert got.dtype == x.dtype, name
@@ -369,7 +368,7 @@ def _layout_runs():
     geo = (3, 2, 2, 1)   # rectangular window, stride 2, pad 1
 
     def conv(x, W, b):
-        return F.conv2d_forward(x, W, b, 2, 1)[0]
+        return F.conv2d_forward(x, W, b, 2, 1)
 
     def conv_ref(x, W, b):
         return conv2d_ref(x, W, b, 2, 1)
@@ -453,12 +452,12 @@ def test_conv2d_gradcheck(case):
     x = rng.standard_normal(shape)
     W = 0.5 * rng.standard_normal((3, shape[1], kh, kw))
     b = rng.standard_normal(3)
-    out, cols = F.conv2d_forward(x, W, b, stride, pad)
+    out = F.conv2d_forward(x, W, b, stride, pad)
     dout = rng.standard_normal(out.shape)
-    dx, dW, db = F.conv2d_backward(dout, cols, x.shape, W, stride, pad)
+    dx, dW, db = F.conv2d_backward(dout, x, W, stride, pad)
 
     def loss(x_, W_, b_):
-        return np.sum(F.conv2d_forward(x_, W_, b_, stride, pad)[0] * dout)
+        return np.sum(F.conv2d_forward(x_, W_, b_, stride, pad) * dout)
 
     assert_grad_close(dx, numerical_grad(lambda v: loss(v, W, b), x), "dx")
     assert_grad_close(dW, numerical_grad(lambda v: loss(x, v, b), W), "dW")
@@ -532,7 +531,7 @@ def _thread_runs():
     b = rng.standard_normal(5)
     x_ties = rng.integers(0, 3, size=x.shape).astype(np.float32)
     cols = F.im2col(x, 3, 2, 2, 1)
-    out, conv_cols = F.conv2d_forward(x, W, b, 2, 1)
+    out = F.conv2d_forward(x, W, b, 2, 1)
     dout_conv = rng.standard_normal(out.shape)
     pool_out, argmax = F.maxpool2d_forward(x, 3, 3, 1, 1)
     dout_pool = rng.standard_normal(pool_out.shape)
@@ -546,9 +545,8 @@ def _thread_runs():
     return {
         "im2col": lambda t: (F.im2col(x, 3, 2, 2, 1, n_threads=t),),
         "col2im": lambda t: (F.col2im(cols, x.shape, 3, 2, 2, 1, n_threads=t),),
-        "conv2d_forward": lambda t: F.conv2d_forward(x, W, b, 2, 1, n_threads=t),
-        "conv2d_backward": lambda t: F.conv2d_backward(dout_conv, conv_cols, x.shape, W, 2, 1,
-                                                       n_threads=t),
+        "conv2d_forward": lambda t: (F.conv2d_forward(x, W, b, 2, 1, n_threads=t),),
+        "conv2d_backward": lambda t: F.conv2d_backward(dout_conv, x, W, 2, 1, n_threads=t),
         "maxpool2d_forward": lambda t: F.maxpool2d_forward(x, 3, 3, 1, 1, n_threads=t),
         "maxpool2d_forward_fast": lambda t: F.maxpool2d_forward(x_ties, 2, 2, 2, 0, n_threads=t),
         "maxpool2d_backward": lambda t: (F.maxpool2d_backward(dout_pool, argmax, x.shape,

@@ -43,13 +43,12 @@ class Convolution(Layer):
     def forward(self, x, train_flg=True):
         W = self.params["W"]
         x = as_float_array(x, "x", W.dtype)
-        out, self.col = F.conv2d_forward(x, W, self.params["b"], self.stride, self.pad)
-        self.x_shape = x.shape
-        return out
+        self.x = x
+        return F.conv2d_forward(x, W, self.params["b"], self.stride, self.pad)
 
     def backward(self, dout):
-        dx, dW, db = F.conv2d_backward(dout, self.col, self.x_shape, self.params["W"],
-                                       self.stride, self.pad, need_dx=self.need_dx)
+        dx, dW, db = F.conv2d_backward(dout, self.x, self.params["W"], self.stride, self.pad,
+                                       need_dx=self.need_dx)
         self.grads["W"], self.grads["b"] = dW, db
         return dx
 
