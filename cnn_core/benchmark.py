@@ -316,14 +316,21 @@ def _timed_kernels(sink):
 
 
 def _conv_gemm_ms(layer, repeats):
-    """Median ms of the three GEMMs of a convolution step at its shapes (forward, dW, dcols)."""
-    cols = layer.col
-    w2 = layer.params["W"].reshape(layer.params["W"].shape[0], -1)
+    """Median ms of the three GEMMs of a convolution step at its shapes (forward, dW, dcols),
+    run alone as one GEMM per sample, as the convolution does."""
+    from .functional import conv_output_size
+    W = layer.params["W"]
+    n_filters, _, kh, kw = W.shape
+    n_batch, _, h, w = layer.x.shape
+    n_pix = (conv_output_size(h, kh, layer.stride, layer.pad)
+             * conv_output_size(w, kw, layer.stride, layer.pad))
+    w2 = W.reshape(n_filters, -1)
     rng = np.random.default_rng(0)
-    dout2d = rng.standard_normal((cols.shape[0], w2.shape[0])).astype(cols.dtype)
-    fwd = time_callable(lambda: cols @ w2.T, repeats, 1)["median_ms"]
-    bwd = (time_callable(lambda: dout2d.T @ cols, repeats, 1)["median_ms"]
-           + time_callable(lambda: dout2d @ w2, repeats, 1)["median_ms"])
+    cols = rng.standard_normal((n_batch, w2.shape[1], n_pix)).astype(W.dtype)
+    dout = rng.standard_normal((n_batch, n_filters, n_pix)).astype(W.dtype)
+    fwd = time_callable(lambda: np.matmul(w2, cols), repeats, 1)["median_ms"]
+    bwd = (time_callable(lambda: np.matmul(dout, cols.transpose(0, 2, 1)), repeats, 1)["median_ms"]
+           + time_callable(lambda: np.matmul(w2.T, dout), repeats, 1)["median_ms"])
     return fwd, bwd
 
 

@@ -38,6 +38,7 @@ as failed (score NaN, ranked last) with its error message.
 import math
 import numbers
 import os
+import pickle
 import random
 import time
 import traceback
@@ -306,6 +307,11 @@ def random_search(objective, space, n_trials=20, *, seed=0, executor=None, n_job
     from ._mp import get_context
     own = executor is None
     if own:
+        try:
+            pickle.dumps(objective)
+        except Exception as exc:
+            raise TypeError(f"objective {objective!r} cannot be sent to worker processes "
+                            f"({exc}); use a module-level function, or n_jobs=1") from None
         executor = ProcessPoolExecutor(max_workers=min(n_jobs or os.cpu_count() or 1, len(plan)),
                                        mp_context=get_context())
     try:

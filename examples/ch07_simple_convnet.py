@@ -2,7 +2,7 @@
 
 The book's train_convnet: conv 30x5x5 → ReLU → 2x2 max-pool → Affine 100 → ReLU → Affine 10,
 weights N(0, 0.01²), Adam (lr 0.001), batches of 100.  The book trains 20 epochs on all
-60,000 images; the default here is 3 epochs on the first 20,000 (``--train-size 0 --epochs
+60,000 images; the default here is 3 epochs on the first 10,000 (``--train-size 0 --epochs
 20`` for the book's run).  ``--book-params FILE`` skips training and shows the filters of the
 book's trained simple_convnet_params.pkl.  Prints the accuracies per epoch and, for the
 filters, their spread and how smooth they are (the mean correlation of horizontally and
@@ -40,7 +40,7 @@ class _PrintEpoch:
 def main(argv=None):
     p = _common.make_parser(__doc__.splitlines()[0], data=True)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--train-size", type=int, default=20000, help="first N training images (0: all)")
+    p.add_argument("--train-size", type=int, default=10000, help="first N training images (0: all)")
     p.add_argument("--test-size", type=int, default=0, help="first N test images (0: all)")
     p.add_argument("--eval-samples", type=int, default=1000,
                    help="images evaluated after each epoch (the book's evaluate_sample_num_per_epoch)")

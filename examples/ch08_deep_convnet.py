@@ -53,7 +53,7 @@ class HalfPrecisionNetwork:
             self.max_abs_activation = max(self.max_abs_activation, float(np.max(np.abs(out))))
         return x16
 
-    def predict(self, x, batch_size=500):
+    def predict(self, x, batch_size=200):
         x16 = np.asarray(x).astype(np.float16)
         return np.concatenate([self._forward(x16[i:i + batch_size])
                                for i in range(0, len(x16), batch_size)])

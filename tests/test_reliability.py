@@ -28,6 +28,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -122,8 +123,9 @@ LATENT_RACE = pytest.mark.xfail(
     strict=True,
     reason="forward stores its output (self.out / self.x_shape) and then reads it back: "
            "another thread's forward in between changes what is returned.  Not reachable "
-           "under the GIL of CPython 3.11-3.13 (no eval-breaker check between the store and "
-           "the load), reachable on free-threaded builds; see the report")
+           "under the GIL (CPython 3.11's bytecode has no switch point, no CALL or backward "
+           "jump, between that STORE_ATTR and LOAD_ATTR; checked with dis); reachable on "
+           "free-threaded builds, which pyproject.toml does not build yet")
 
 LAYERS = {   # name -> (a fresh built layer, the shape of one sample)
     "Conv2D": (lambda: _built(Conv2D(4, 3, pad=1), (2, 6, 6)), (2, 6, 6)),
@@ -240,13 +242,18 @@ def _global_pickle(module, name, arg, protocol):
     """A dict holding one good array, then ``module.name(arg)`` (opcodes written by hand, so
     that any global can be named, importable here or not)."""
     good = pickle.dumps({"W1": np.zeros((3, 1, 3, 3), np.float32)}, protocol=protocol)
-    assert good.endswith(b"s.") or good.endswith(b"u.") or good.endswith(b"\x94."), good[-4:]
-    head = good[:-1]   # drop STOP: the dict is on the stack, add one more item to it
-    call = (b"\x8c" + bytes([len(module)]) + module.encode() + b"\x8c" + bytes([len(name)])
-            + name.encode() + b"\x93" + b"\x8c" + bytes([len(arg)]) + arg.encode() + b"\x85R")
-    if protocol < 4:   # GLOBAL instead of SHORT_BINUNICODE + STACK_GLOBAL
-        call = (b"c" + module.encode() + b"\n" + name.encode() + b"\n" + b"X"
-                + struct.pack("<I", len(arg)) + arg.encode() + b"\x85R")
+    if protocol >= 4:                  # drop the FRAME opcode (framing is optional)
+        assert good[2] == pickle.FRAME[0]
+        good = good[:2] + good[11:]
+    assert good.endswith(b"s.")
+    head = good[:-1]                   # drop STOP: the dict is on the stack; add an item
+    text = arg.encode()
+    if protocol >= 4:                  # SHORT_BINUNICODE x2, STACK_GLOBAL
+        glob = (b"\x8c" + bytes([len(module)]) + module.encode() + b"\x8c"
+                + bytes([len(name)]) + name.encode() + b"\x93")
+    else:                              # GLOBAL "module\nname\n"
+        glob = b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+    call = glob + b"X" + struct.pack("<I", len(text)) + text + b"\x85R"   # (arg,) REDUCE
     return head + b"X\x04\x00\x00\x00evil" + call + b"s."
 
 
@@ -258,7 +265,7 @@ HOSTILE_GLOBALS = [("os", "system"), ("posix", "system"), ("builtins", "eval"),
                    ("numpy.core.multiarray", "fromstring"), ("numpy._core.multiarray", "empty")]
 
 
-@pytest.mark.parametrize("protocol", [2, 4])
+@pytest.mark.parametrize("protocol", [3, 4])
 @pytest.mark.parametrize("module, name", HOSTILE_GLOBALS, ids=[f"{m}.{n}" for m, n in
                                                                 HOSTILE_GLOBALS])
 def test_load_params_refuses_pickles_naming_other_globals(net, tmp_path, module, name, protocol):
@@ -272,11 +279,12 @@ def test_load_params_refuses_pickles_naming_other_globals(net, tmp_path, module,
     _assert_unchanged(net, before)
 
 
-def test_the_payload_would_run_under_plain_pickle(tmp_path):
+@pytest.mark.parametrize("protocol", [3, 4])
+def test_the_payload_would_run_under_plain_pickle(tmp_path, protocol):
     """(So the marker checks above can fail.)"""
     marker = tmp_path / "ran"
-    pickle.loads(_global_pickle("os", "system", f"touch '{marker}'", 4))
-    assert marker.exists()
+    obj = pickle.loads(_global_pickle("os", "system", f"touch '{marker}'", protocol))
+    assert marker.exists() and obj["W1"].shape == (3, 1, 3, 3)
 
 
 def _npz_with(path, members):
@@ -359,7 +367,7 @@ def _bad_files(network, tmp_path, marker):
     }
 
 
-BAD_FILE_KINDS = list(_bad_files.__code__.co_consts) and [
+BAD_FILE_KINDS = [
     "random-bytes", "random-bytes-PK", "empty", "truncated-npz", "truncated-npz-tail",
     "oversized-random", "oversized-header", "object-array", "member-is-a-pickle",
     "meta-not-json", "other-format", "other-network", "missing-key", "extra-key",
@@ -375,14 +383,12 @@ def test_load_params_refuses_bad_files_and_leaves_the_network_unchanged(net, tmp
     before = _snapshot(net)
     with pytest.raises(ValueError) as info:
         net.load_params(path)
-    message = str(info.value)
-    assert str(path) in message or "does not fit" in message or "not a cnn_core" in message, \
-        message                                    # the error says which file
+    assert str(path) in str(info.value)            # the error says which file
     assert not marker.exists(), "a payload ran"
     _assert_unchanged(net, before)
-    # and load_model, which also rebuilds the architecture, refuses it too
-    with pytest.raises(ValueError):
-        load_model(path)
+    if kind != "other-network":        # (a good file of another network: load_model's own)
+        with pytest.raises(ValueError, match=re.escape(str(path))):
+            load_model(path)
     assert not marker.exists()
 
 
@@ -431,8 +437,8 @@ def _write_idx_set(directory, images=None):
 
 
 DATASET_CORRUPTIONS = {
-    "random-bytes": lambda data, rng: rng.bytes(len(data)),
-    "random-gzip-member": lambda data, rng: gzip.compress(rng.bytes(200)),
+    "random-bytes": lambda data, rng: rng.randbytes(len(data)),
+    "random-gzip-member": lambda data, rng: gzip.compress(rng.randbytes(200)),
     "truncated-gzip": lambda data, rng: data[:len(data) // 2],
     "empty": lambda data, rng: b"",
     "truncated-payload": lambda data, rng: gzip.compress(gzip.decompress(data)[:-5]),
@@ -507,7 +513,7 @@ def test_checkpoint_survives_sigkill_during_save(tmp_path, request):
         try:
             first = proc.stdout.readline()        # at least one complete save this round
             assert first.strip(), proc.stderr.read()
-            threading.Event().wait(rng.uniform(0.0, 0.25))
+            time.sleep(rng.uniform(0.0, 0.25))
         finally:
             proc.send_signal(signal.SIGKILL)
             out, err = proc.communicate(timeout=60)
@@ -518,7 +524,7 @@ def test_checkpoint_survives_sigkill_during_save(tmp_path, request):
         # the checkpoint: loadable, finite, one single version, no older than the last save
         # the writer reported complete (a save in flight may or may not have landed)
         model = load_model(path)
-        values = {float(v) for p in model.params.values() for v in np.unique(p)}
+        values = {float(v) for p in model.params.values() for v in (p.min(), p.max())}
         assert len(values) == 1, f"round {round_}: a mix of versions {sorted(values)[:5]}"
         k_loaded = values.pop()
         assert np.isfinite(k_loaded)
