@@ -69,6 +69,7 @@ def cmd_train(args):
     trainer = Trainer(net, x_train, t_train, x_test, t_test, epochs=args.epochs,
                       mini_batch_size=args.batch_size, optimizer=args.optimizer,
                       optimizer_param={"lr": args.lr}, verbose=False, progress=not args.quiet,
+                      evaluate_sample_num_per_epoch=args.eval_samples,
                       seed=args.seed, validation_split=args.validation_split,
                       checkpoint=args.checkpoint)
     print(f"{'epoch':>5} {'loss':>8} {'train_acc':>9} {'test_acc':>8} {'seconds':>8}")
@@ -156,6 +157,9 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--validation-split", type=float, default=0.0)
+    p.add_argument("--eval-samples", type=int, default=10000,
+                   help="samples of each set scored after every epoch (default 10000; the final "
+                        "test accuracy always uses the whole test set)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--checkpoint", default=None, help="save parameters here after every epoch")

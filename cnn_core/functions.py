@@ -172,7 +172,8 @@ def cross_entropy_error(y, t):
     else:                                                # index labels
         labels = _index_labels(t_arr, n_samples, n_classes)
         per_sample = -np.log(y2[np.arange(n_samples), labels] + CROSS_ENTROPY_DELTA)
-    return np.sum(per_sample) / n_samples
+    # (the cast keeps y's dtype under NumPy 1's promotion rules too)
+    return y2.dtype.type(np.sum(per_sample) / n_samples)
 
 
 def softmax_cross_entropy(x, t):

@@ -6,8 +6,8 @@ Not part of the library.  Every example is ``python examples/NAME.py [flags]`` (
 ``--out DIR``     where the PNG figures go (created; default ``figures``)
 ``--quick``       reduced sizes (seconds; what the tests run) for every size flag not given
 ``--seed N``      the seed of everything random in the run (default 0)
-``--threads N``   kernel (OpenMP) and BLAS threads, restored when the run ends (default 1 for
-                  the small fully connected nets, see SMALL_NET_THREADS; 0: the libraries' own)
+``--threads N``   kernel (OpenMP) and BLAS threads, restored when the run ends (default 1, see
+                  DEFAULT_THREADS; 0: the libraries' own defaults)
 ``--data-dir D``  the MNIST directory (examples that read MNIST); default: ``$CNN_CORE_DATA``
                   or the per-user cache, downloaded if missing (see ``cnn_core.datasets``)
 """
@@ -22,26 +22,24 @@ __all__ = ["make_parser", "parse", "threads", "figure_path", "load_mnist_subset"
            "fmt"]
 
 
-#: default ``--threads`` of the experiments that train only small fully connected nets: their
-#: GEMMs (batch 100 x a few hundred) gain nothing from more BLAS threads and lose a lot when
-#: the cores are shared (measured: ch05's 2,000 steps in 6.8 s with 1 thread, 29.7 s with 2,
-#: on a busy 2-core machine)
-SMALL_NET_THREADS = 1
+#: default ``--threads``: 1 kernel thread and 1 BLAS thread.  The examples' matrices are small
+#: (batches of 100) and the machines they run on are often shared: measured on a busy 2-core
+#: machine, ch05's 2,000 steps took 6.8 s with 1 thread and 29.7 s with 2, one SimpleConvNet
+#: epoch on 10,000 images 3.1 s against 16.4 s.  ``--threads 0`` restores the libraries'
+#: defaults (all cores), which pays off on an idle machine with many cores.
+DEFAULT_THREADS = 1
 
 
-def make_parser(description, *, data=False, out="figures", threads=None):
-    """An ``ArgumentParser`` holding the common flags; the example adds its own.
-
-    ``threads``: the default of ``--threads`` (None: the libraries' own).
-    """
+def make_parser(description, *, data=False, out="figures", threads=DEFAULT_THREADS):
+    """An ``ArgumentParser`` holding the common flags; the example adds its own."""
     p = argparse.ArgumentParser(description=description, allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=out, help="directory for the PNG figures")
     p.add_argument("--quick", action="store_true",
-                   help="reduced sizes for a smoke run (every size flag left at its default)")
+                   help="reduced sizes for a smoke run (for every size flag not given)")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random")
     p.add_argument("--threads", type=int, default=threads,
-                   help="kernel and BLAS threads (0 or unset: the libraries' own)")
+                   help="kernel and BLAS threads (0: the libraries' own defaults)")
     if data:
         p.add_argument("--data-dir", default=None,
                        help="MNIST directory (default: $CNN_CORE_DATA or the user cache)")

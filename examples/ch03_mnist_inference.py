@@ -29,8 +29,7 @@ def build(params):
 
 
 def main(argv=None):
-    p = _common.make_parser(__doc__.splitlines()[0], data=True,
-                            threads=_common.SMALL_NET_THREADS)
+    p = _common.make_parser(__doc__.splitlines()[0], data=True)
     p.add_argument("--params", default="sample_weight.pkl", help="the book's sample_weight.pkl")
     p.add_argument("--test-size", type=int, default=0, help="first N test images (0: all 10,000)")
     p.add_argument("--batch-size", type=int, default=100)

@@ -98,8 +98,7 @@ def train(args, figure_name):
 
 
 def main(argv=None):
-    p = _common.make_parser(__doc__.splitlines()[0], data=True,
-                            threads=_common.SMALL_NET_THREADS)
+    p = _common.make_parser(__doc__.splitlines()[0], data=True)
     add_arguments(p, gradient="numerical", hidden=10, downsample_k=4, iters=150,
                   train_size=1000, test_size=1000, lr=1.0)
     args = _common.parse(p, argv, quick={"iters": 40, "hidden": 5, "train_size": 300,

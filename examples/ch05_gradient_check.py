@@ -36,8 +36,7 @@ def build(name, hidden, seed):
 
 
 def main(argv=None):
-    p = _common.make_parser(__doc__.splitlines()[0], data=True,
-                            threads=_common.SMALL_NET_THREADS)
+    p = _common.make_parser(__doc__.splitlines()[0], data=True)
     p.add_argument("--model", choices=MODELS, default="two_layer")
     p.add_argument("--hidden", type=int, default=50)
     p.add_argument("--batch", type=int, default=3, help="MNIST training images in the batch")

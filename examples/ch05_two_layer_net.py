@@ -14,8 +14,7 @@ from ch04_two_layer_net import add_arguments, train
 
 
 def main(argv=None):
-    p = _common.make_parser(__doc__.splitlines()[0], data=True,
-                            threads=_common.SMALL_NET_THREADS)
+    p = _common.make_parser(__doc__.splitlines()[0], data=True)
     add_arguments(p, gradient="backprop", hidden=50, downsample_k=1, iters=10000,
                   train_size=0, test_size=0)
     args = _common.parse(p, argv, quick={"iters": 300, "train_size": 5000, "test_size": 1000})

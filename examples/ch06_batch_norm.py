@@ -43,8 +43,7 @@ def train_pair(w, x, t, args):
 
 
 def main(argv=None):
-    p = _common.make_parser(__doc__.splitlines()[0], data=True,
-                            threads=_common.SMALL_NET_THREADS)
+    p = _common.make_parser(__doc__.splitlines()[0], data=True)
     p.add_argument("--scales", type=int, default=16, help="weight scales, log-spaced 1 .. 1e-4")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--train-size", type=int, default=1000)

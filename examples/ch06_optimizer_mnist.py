@@ -21,8 +21,7 @@ NAMES = {cls.__name__.lower(): cls.__name__ for cls in OPTIMIZERS.values()}
 
 
 def main(argv=None):
-    p = _common.make_parser(__doc__.splitlines()[0], data=True,
-                            threads=_common.SMALL_NET_THREADS)
+    p = _common.make_parser(__doc__.splitlines()[0], data=True)
     p.add_argument("--optimizers", nargs="+", default=["SGD", "Momentum", "AdaGrad", "Adam"],
                    type=lambda s: NAMES.get(s.lower(), s), choices=list(NAMES.values()))
     p.add_argument("--lr", action="append", metavar="NAME=VALUE",

@@ -47,8 +47,7 @@ def run(setting, data, args):
 
 
 def main(argv=None):
-    p = _common.make_parser(__doc__.splitlines()[0], data=True,
-                            threads=_common.SMALL_NET_THREADS)
+    p = _common.make_parser(__doc__.splitlines()[0], data=True)
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--train-size", type=int, default=300)

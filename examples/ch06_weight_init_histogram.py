@@ -73,9 +73,10 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=1000)
     args = _common.parse(p, argv, quick={"samples": 500})
     x = np.random.default_rng(args.seed).standard_normal((args.samples, args.nodes))
-    acts = {init: forward(x, init, args.activation, args.layers, args.nodes,
-                          np.random.default_rng([args.seed, k]))
-            for k, init in enumerate(args.inits)}
+    with _common.threads(args.threads):
+        acts = {init: forward(x, init, args.activation, args.layers, args.nodes,
+                              np.random.default_rng([args.seed, k]))
+                for k, init in enumerate(args.inits)}
     header = ["init"] + [f"layer {i + 1}" for i in range(args.layers)]
     for label, stat in (("mean", np.mean), ("std", np.std),
                         ("saturated fraction", lambda z: saturated(z, args.activation))):

@@ -34,8 +34,7 @@ def build(init, activation, hidden, seed):
 
 
 def main(argv=None):
-    p = _common.make_parser(__doc__.splitlines()[0], data=True,
-                            threads=_common.SMALL_NET_THREADS)
+    p = _common.make_parser(__doc__.splitlines()[0], data=True)
     p.add_argument("--activation", choices=list(ACTIVATIONS), default="relu")
     p.add_argument("--inits", nargs="+", type=_init_name, default=["0.01", "xavier", "he"],
                    help="standard deviations, 'xavier' or 'he'")

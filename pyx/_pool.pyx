@@ -26,6 +26,9 @@ cdef inline void _maxpool_plane(const floating[:, :, :, ::1] x, floating[:, :, :
     """out[n, c, oh, ow] := max over real cells of x[n, c, oh*S-P+i, ow*S-P+j]; NaN wins."""
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t out_h = out.shape[2], out_w = out.shape[3]
+    cdef const floating* xp = &x[n, c, 0, 0]
+    cdef floating* op = &out[n, c, 0, 0]
+    cdef Py_ssize_t* ap = &argmax[n, c, 0, 0]
     cdef Py_ssize_t oh, ow, h, w, h0, w0, h1, w1, best_idx
     cdef floating v, best
     cdef bint take
@@ -38,45 +41,54 @@ cdef inline void _maxpool_plane(const floating[:, :, :, ::1] x, floating[:, :, :
             w1 = min(w0 + kernel_w, width)
             w0 = max(w0, 0)
             best_idx = h0 * width + w0
-            best = x[n, c, h0, w0]
+            best = xp[best_idx]
             for h in range(h0, h1):
                 for w in range(w0, w1):
-                    v = x[n, c, h, w]
+                    v = xp[h * width + w]
                     take = _wins(v, best)
                     best_idx = h * width + w if take else best_idx
                     best = v if take else best
-            out[n, c, oh, ow] = best
-            argmax[n, c, oh, ow] = best_idx
+            op[oh * out_w + ow] = best
+            ap[oh * out_w + ow] = best_idx
 
 
 cdef inline void _maxpool2x2_plane(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                                    Py_ssize_t[:, :, :, ::1] argmax,
                                    Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    """The book's 2x2, stride 2, pad 0 pooling without the general window bookkeeping."""
-    cdef Py_ssize_t width = x.shape[3]
-    cdef Py_ssize_t oh, ow, h, w, best_idx
+    """The book's 2x2, stride 2, pad 0 pooling without the general window bookkeeping.
+
+    Raw pointers to the (n, c) planes: indexing the memoryviews per element re-derived
+    the 4-D offsets and measured 4x slower than average pooling over the same data."""
+    cdef Py_ssize_t width = x.shape[3], out_h = out.shape[2], out_w = out.shape[3]
+    cdef const floating* xp = &x[n, c, 0, 0]
+    cdef floating* op = &out[n, c, 0, 0]
+    cdef Py_ssize_t* ap = &argmax[n, c, 0, 0]
+    cdef const floating* row0
+    cdef const floating* row1
+    cdef Py_ssize_t oh, ow, k, best_idx
     cdef floating a, best
     cdef bint take
-    for oh in range(out.shape[2]):
-        h = 2 * oh
-        for ow in range(out.shape[3]):
-            w = 2 * ow
-            best = x[n, c, h, w]
-            best_idx = h * width + w
-            a = x[n, c, h, w + 1]
+    for oh in range(out_h):
+        row0 = xp + 2 * oh * width
+        row1 = row0 + width
+        for ow in range(out_w):
+            k = 2 * oh * width + 2 * ow
+            best = row0[2 * ow]
+            best_idx = k
+            a = row0[2 * ow + 1]
             take = _wins(a, best)
-            best_idx = h * width + w + 1 if take else best_idx
+            best_idx = k + 1 if take else best_idx
             best = a if take else best
-            a = x[n, c, h + 1, w]
+            a = row1[2 * ow]
             take = _wins(a, best)
-            best_idx = (h + 1) * width + w if take else best_idx
+            best_idx = k + width if take else best_idx
             best = a if take else best
-            a = x[n, c, h + 1, w + 1]
+            a = row1[2 * ow + 1]
             take = _wins(a, best)
-            best_idx = (h + 1) * width + w + 1 if take else best_idx
+            best_idx = k + width + 1 if take else best_idx
             best = a if take else best
-            out[n, c, oh, ow] = best
-            argmax[n, c, oh, ow] = best_idx
+            op[oh * out_w + ow] = best
+            ap[oh * out_w + ow] = best_idx
 
 
 def maxpool_forward(const floating[:, :, :, ::1] x not None,    # IN  (N, C, H, W)

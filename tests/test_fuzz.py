@@ -255,15 +255,17 @@ def test_batchnorm_stats_of_a_channel_holding_nan_are_nan():
 
 def test_transposed_im2col_with_a_huge_stride_stays_inside_x():
     """pyx/_im2col.pyx ``_valid_ow``: ``(a + stride - 1) // stride`` overflows Py_ssize_t for a
-    stride near 2**63, ``lo`` becomes -1, and the kernels index ``ow = -1``: conv2d_forward's
-    im2col_t READS before x and writes the previous cols row (before the buffer for row 0);
-    col2im_t (conv2d_backward) WRITES before dx's row.  x sits in a buffer of 99s here, so
-    the stray reads show up as 99s.  (Fix: ``lo = 0 if a <= 0 else (a - 1) // stride + 1``.)"""
+    stride near 2**63, ``lo`` becomes -1, and the kernels index ``ow = -1``: im2col_t READS
+    before x's row and writes the previous cols row (before the buffer for row 0); col2im_t
+    WRITES before dx's row.  x sits in a buffer of 99s here, so the stray reads show up.
+    (The bounds-checked build reports "Out of bounds on buffer access (axis 3)" in
+    _im2col_t_plane.)  Fix: ``lo = 0 if a <= 0 else (a - 1) // stride + 1``."""
     buf = np.full(6, 99.0)
     buf[2:4] = [-1.0, 5.0]
     x = buf[2:4].reshape(1, 1, 2, 1)
+    W = np.ones((1, 1, 3, 3))
     # one window, rows and columns -2..0 of the padded input: its only real cell is x[0, 0]
-    out, cols = F.conv2d_forward(x, np.ones((1, 1, 3, 3)), np.zeros(1), stride=sys.maxsize,
-                                 pad=2)
-    np.testing.assert_array_equal(np.ravel(cols), [0, 0, 0, 0, 0, 0, 0, 0, -1])
+    out = F.conv2d_forward(x, W, np.zeros(1), stride=sys.maxsize, pad=2)
     np.testing.assert_array_equal(out.ravel(), [-1.0])
+    _, dW, _ = F.conv2d_backward(np.ones((1, 1, 1, 1)), x, W, stride=sys.maxsize, pad=2)
+    np.testing.assert_array_equal(dW.ravel(), [0, 0, 0, 0, 0, 0, 0, 0, -1])

@@ -94,6 +94,58 @@ def test_predict_from_four_threads_equals_serial_predictions():
                             err_msg=f"batch {i}, round {r}")
 
 
+POOL_RACE_CHILD = """
+    import os, threading
+    import numpy as np
+    import cnn_core
+    attempts = 12
+    cnn_core.set_num_threads(8)   # as on an 8-core machine (the default is the core count)
+    net = cnn_core.SimpleConvNet(seed=0)
+    rng = np.random.default_rng(0)
+    batches = [rng.random((n, 1, 28, 28), dtype=np.float32) for n in (3, 5, 7, 8)]
+    failed = 0
+    for attempt in range(attempts):
+        pid = os.fork()           # cnn_core's register_at_fork hook empties the worker pool
+        if pid == 0:
+            errors = []
+            barrier = threading.Barrier(len(batches))
+            def work(x):
+                barrier.wait()
+                try:
+                    net.predict(x)
+                except Exception as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+            threads = [threading.Thread(target=work, args=(b,)) for b in batches]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                print(errors[0], flush=True)
+            os._exit(1 if errors else 0)
+        _, status = os.waitpid(pid, 0)
+        failed += not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0)
+    print(f"failed {failed} of {attempts}", flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="os.fork with threads")
+def test_predict_from_threads_with_different_batch_sizes(tmp_path):
+    """4 threads predict batches of 3, 5, 7 and 8 samples with 8 kernel threads configured.
+
+    FAILS (cnn_core/_workers.py): each call asks for min(n_threads, batch) - 1 pool workers;
+    ``_get_pool`` replaces a smaller pool by a bigger one and shuts the old one down, while
+    a thread that was handed the old pool has not submitted yet: ``RuntimeError: cannot
+    schedule new futures after shutdown`` (about 1 attempt in 3 here).  On this 2-core
+    machine the default thread count (2) never needs a second pool, so the test above
+    passes; any machine with 3+ cores hits it with the defaults.  Fix: never shut down a
+    pool that was handed out (keep the old one), or size the pool once (max threads)."""
+    proc = run_child(POOL_RACE_CHILD, tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines and lines[-1] == "failed 0 of 12", " / ".join(lines[-1:] + lines[:1])
+
+
 def _interleave(layer, other_x):
     """Make every attribute store of ``layer`` run a whole inference forward of ``other_x``
     on the same layer right after it: the worst moment for another thread to do so."""

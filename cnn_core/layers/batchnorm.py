@@ -79,8 +79,9 @@ class BatchNormalization(Layer):
         return out
 
     def backward(self, dout):
-        dx, dgamma, dbeta = F.batchnorm_backward(dout, self.x, self.params["gamma"], self.mean,
-                                                 self.inv_std)
+        gamma = self.params["gamma"]
+        dx, dgamma, dbeta = F.batchnorm_backward(as_float_array(dout, "dout", gamma.dtype),
+                                                 self.x, gamma, self.mean, self.inv_std)
         self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         return dx
 

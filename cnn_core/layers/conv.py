@@ -47,8 +47,9 @@ class Convolution(Layer):
         return F.conv2d_forward(x, W, self.params["b"], self.stride, self.pad)
 
     def backward(self, dout):
-        dx, dW, db = F.conv2d_backward(dout, self.x, self.params["W"], self.stride, self.pad,
-                                       need_dx=self.need_dx)
+        W = self.params["W"]
+        dx, dW, db = F.conv2d_backward(as_float_array(dout, "dout", W.dtype), self.x, W,
+                                       self.stride, self.pad, need_dx=self.need_dx)
         self.grads["W"], self.grads["b"] = dW, db
         return dx
 

@@ -52,6 +52,7 @@ class Affine(Layer):
 
     def backward(self, dout):
         W = self.params["W"]
+        dout = as_float_array(dout, "dout", W.dtype)  # grads keep the parameters' dtype
         self.grads["W"] = self.x.T @ dout
         self.grads["b"] = np.sum(dout, axis=0)
         if not self.need_dx:
