@@ -340,6 +340,24 @@ def save_npz(path, arrays, meta=None, *, compress=False):
     items = _check_arrays(arrays, fname)
     items.append((META_KEY, _encode_meta(meta, fname)))
     compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=compression, allowZip64=True) as zf:
+            for key, arr in items:
+                with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                    npy_format.write_array(member, arr, allow_pickle=False)
+
+    atomic_write(fname, write)
+
+
+def atomic_write(path, write):
+    """Call ``write(f)`` on a binary file that replaces ``path`` only once complete.
+
+    The data goes to a temporary file beside ``path``, is flushed and fsynced, then
+    renamed over it (keeping an existing file's permissions); on any error, or an
+    interrupt, the temporary file is removed and an existing ``path`` is untouched.
+    """
+    fname = os.fspath(path)
     mode = None
     try:
         mode = stat.S_IMODE(os.stat(fname).st_mode)      # keep an existing file's permissions
@@ -348,10 +366,7 @@ def save_npz(path, arrays, meta=None, *, compress=False):
     fd, tmp = _open_temp_beside(fname)
     try:
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=compression, allowZip64=True) as zf:
-                for key, arr in items:
-                    with zf.open(key + ".npy", "w", force_zip64=True) as member:
-                        npy_format.write_array(member, arr, allow_pickle=False)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         if mode is not None:

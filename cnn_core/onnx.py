@@ -254,24 +254,10 @@ def export(network, path, *, opset=DEFAULT_OPSET, softmax=False, dtype=None, bat
     The file is written to a temporary file beside ``path``, fsynced and renamed over it:
     on any error an existing ``path`` is left as it was.  Arguments as :func:`to_onnx`.
     """
-    from .io import _fsync_directory, _open_temp_beside
+    from .io import atomic_write
     model = to_onnx(network, opset=opset, softmax=softmax, dtype=dtype, batch_dim=batch_dim)
     data = model.SerializeToString()
-    fname = os.fspath(path)
-    fd, tmp = _open_temp_beside(fname)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, fname)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(os.path.dirname(os.path.abspath(fname)))
+    atomic_write(path, lambda f: f.write(data))
     return model
 
 
