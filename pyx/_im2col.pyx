@@ -14,26 +14,43 @@ cdef inline void _im2col_row(const floating[:, :, :, ::1] x, floating[:, ::1] co
                              Py_ssize_t n, Py_ssize_t oh, Py_ssize_t out_h, Py_ssize_t out_w,
                              Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                              Py_ssize_t stride, Py_ssize_t pad) noexcept nogil:
-    """cols[(n*OH + oh)*OW + ow, (c*KH + i)*KW + j] := x_pad[n, c, oh*S + i, ow*S + j]"""
+    """cols[(n*OH + oh)*OW + ow, (c*KH + i)*KW + j] := x_pad[n, c, oh*S + i, ow*S + j]
+
+    Raw pointers and the range of fully interior windows hoisted out of the inner loop:
+    per-element memoryview indexing and bounds tests made this 3x slower.  The OW rows
+    written here (OW * C*KH*KW values) stay in L1 while each input row is reused."""
     cdef Py_ssize_t n_channels = x.shape[1], height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t ow, c, i, j, h, w, col, row
-    for ow in range(out_w):
-        row = (n * out_h + oh) * out_w + ow
-        col = 0
-        for c in range(n_channels):
-            for i in range(kernel_h):
-                h = oh * stride - pad + i
-                if h < 0 or h >= height:
+    cdef Py_ssize_t k = cols.shape[1], kk = kernel_h * kernel_w
+    cdef floating* dst0 = &cols[(n * out_h + oh) * out_w, 0]
+    cdef const floating* src
+    cdef floating* dst
+    cdef Py_ssize_t c, i, j, h, w, ow, ow_lo, ow_hi
+    # ow in [ow_lo, ow_hi): the whole window row lies inside [0, W)
+    ow_lo = 0 if pad <= 0 else (pad + stride - 1) // stride
+    ow_hi = 0 if width + pad - kernel_w < 0 else (width + pad - kernel_w) // stride + 1
+    if ow_hi > out_w:
+        ow_hi = out_w
+    if ow_lo > ow_hi:
+        ow_lo = ow_hi
+    for c in range(n_channels):
+        for i in range(kernel_h):
+            h = oh * stride - pad + i
+            if h < 0 or h >= height:
+                for ow in range(out_w):
+                    dst = dst0 + ow * k + c * kk + i * kernel_w
                     for j in range(kernel_w):
-                        cols[row, col + j] = 0
+                        dst[j] = 0
+                continue
+            src = &x[n, c, h, 0]
+            for ow in range(out_w):
+                dst = dst0 + ow * k + c * kk + i * kernel_w
+                w = ow * stride - pad
+                if ow >= ow_lo and ow < ow_hi:
+                    for j in range(kernel_w):
+                        dst[j] = src[w + j]
                 else:
                     for j in range(kernel_w):
-                        w = ow * stride - pad + j
-                        if w < 0 or w >= width:
-                            cols[row, col + j] = 0
-                        else:
-                            cols[row, col + j] = x[n, c, h, w]
-                col += kernel_w
+                        dst[j] = src[w + j] if 0 <= w + j < width else 0
 
 
 def im2col(const floating[:, :, :, ::1] x not None,   # IN  (N, C, H, W)
@@ -45,32 +62,39 @@ def im2col(const floating[:, :, :, ::1] x not None,   # IN  (N, C, H, W)
     # One task per (n, oh): each owns OW whole rows of cols, so writes are disjoint.
     with nogil:
         for r in prange(n_batch * out_h, schedule='static', num_threads=n_threads):
-            _im2col_row(x, cols, r // out_h, r % out_h, out_h, out_w, kernel_h, kernel_w, stride, pad)
+            _im2col_row(x, cols, r // out_h, r % out_h, out_h, out_w, kernel_h, kernel_w,
+                        stride, pad)
 
 
-cdef inline void _col2im_plane(const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
-                               Py_ssize_t n, Py_ssize_t c,
-                               Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+cdef inline void _col2im_image(const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
+                               Py_ssize_t n, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                                Py_ssize_t stride, Py_ssize_t pad,
                                Py_ssize_t out_h, Py_ssize_t out_w) noexcept nogil:
-    """dx[n, c, oh*S + i - P, ow*S + j - P] += cols[(n*OH + oh)*OW + ow, (c*KH + i)*KW + j]"""
-    cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3]
-    cdef Py_ssize_t oh, ow, i, j, h, w, row, col0
-    for h in range(height):
-        for w in range(width):
-            dx[n, c, h, w] = 0
-    col0 = c * kernel_h * kernel_w
+    """dx[n, c, oh*S + i - P, ow*S + j - P] += cols[(n*OH + oh)*OW + ow, (c*KH + i)*KW + j]
+
+    One task per image: it streams its rows of cols in order (each read once, contiguous)
+    and scatters into dx[n], which stays in cache (C*H*W values)."""
+    cdef Py_ssize_t n_channels = dx.shape[1], height = dx.shape[2], width = dx.shape[3]
+    cdef Py_ssize_t plane = height * width, k = cols.shape[1]
+    cdef floating* img = &dx[n, 0, 0, 0]
+    cdef const floating* src
+    cdef floating* drow
+    cdef Py_ssize_t c, i, j, h, w, oh, ow, p
+    for p in range(n_channels * plane):
+        img[p] = 0
     for oh in range(out_h):
         for ow in range(out_w):
-            row = (n * out_h + oh) * out_w + ow
-            for i in range(kernel_h):
-                h = oh * stride - pad + i
-                if h < 0 or h >= height:
-                    continue
-                for j in range(kernel_w):
-                    w = ow * stride - pad + j
-                    if w >= 0 and w < width:
-                        dx[n, c, h, w] += cols[row, col0 + i * kernel_w + j]
+            src = &cols[(n * out_h + oh) * out_w + ow, 0]
+            w = ow * stride - pad
+            for c in range(n_channels):
+                for i in range(kernel_h):
+                    h = oh * stride - pad + i
+                    if h < 0 or h >= height:
+                        continue
+                    drow = img + c * plane + h * width
+                    for j in range(kernel_w):
+                        if 0 <= w + j < width:
+                            drow[w + j] += src[(c * kernel_h + i) * kernel_w + j]
 
 
 def col2im(const floating[:, ::1] cols not None,       # IN  (N*OH*OW, C*KH*KW)
@@ -78,13 +102,12 @@ def col2im(const floating[:, ::1] cols not None,       # IN  (N*OH*OW, C*KH*KW)
            Py_ssize_t kernel_h, Py_ssize_t kernel_w,
            Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t out_h, Py_ssize_t out_w,
            int n_threads=1):
-    cdef Py_ssize_t n_batch = dx.shape[0], n_channels = dx.shape[1], p
-    # One task per (n, c) plane of dx: overlapping windows of a plane are summed by one
-    # thread in a fixed order, so the result does not depend on the thread count.
+    cdef Py_ssize_t n
+    # One task per image: overlapping windows of an image are summed by one thread in a
+    # fixed order, so the result does not depend on the thread count.
     with nogil:
-        for p in prange(n_batch * n_channels, schedule='static', num_threads=n_threads):
-            _col2im_plane(cols, dx, p // n_channels, p % n_channels,
-                          kernel_h, kernel_w, stride, pad, out_h, out_w)
+        for n in prange(dx.shape[0], schedule='static', num_threads=n_threads):
+            _col2im_image(cols, dx, n, kernel_h, kernel_w, stride, pad, out_h, out_w)
 
 
 # ----------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ import textwrap
 import threading
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,13 +49,10 @@ def run_child(code, cwd, *args, timeout=300):
                           cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def terminal_line(request, text):
-    """Write a result line to the terminal (figures the report quotes), and to stdout."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(text)
-    print(text)
+def terminal_line(capsys, text):
+    """Write a result line (figures the report quotes) to the terminal, past the capture."""
+    with capsys.disabled():
+        print(f"\n{text}")
 
 
 # ============================================================================ threads
@@ -245,14 +241,14 @@ MEMORY_CHILD = """
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"),
                     reason="reads VmRSS from /proc/self/status (Linux only)")
-def test_two_thousand_training_steps_do_not_grow_memory(tmp_path, request):
+def test_two_thousand_training_steps_do_not_grow_memory(tmp_path, capsys):
     steps, warm_up, batch = 2000, 200, 8
     proc = run_child(MEMORY_CHILD, tmp_path, steps, warm_up, batch)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     mib = 1 << 20
     growth = r["final"] - r["after_warm_up"]
-    terminal_line(request, (
+    terminal_line(capsys, (
         f"memory: {steps} SimpleConvNet training steps (batch {batch}, 1x28x28, Adam) in "
         f"{r['seconds']:.1f} s; RSS after {warm_up}-step warm-up {r['after_warm_up'] / mib:.1f} "
         f"MiB, final {r['final'] / mib:.1f} MiB, max {r['max'] / mib:.1f} MiB, growth "
@@ -549,7 +545,7 @@ def _temp_pattern(path):
     return re.compile(rf"^\.{re.escape(path.name)}\.[0-9a-f]{{12}}\.tmp$")
 
 
-def test_checkpoint_survives_sigkill_during_save(tmp_path, request):
+def test_checkpoint_survives_sigkill_during_save(tmp_path, capsys):
     if not hasattr(signal, "SIGKILL"):
         pytest.skip("needs SIGKILL")
     ckpt_dir = tmp_path / "ckpt"
@@ -592,7 +588,7 @@ def test_checkpoint_survives_sigkill_during_save(tmp_path, request):
         interrupted += len(new)
         temps_seen |= set(others)
     assert len(temps_seen) <= kills
-    terminal_line(request, (
+    terminal_line(capsys, (
         f"checkpoint kill test: {kills} SIGKILLs at random moments, {interrupted} of them "
         f"mid-save (a stale temporary file left each time: save_npz removes its temporary "
         f"file on errors, but nothing can after SIGKILL, and later saves do not sweep them); "
