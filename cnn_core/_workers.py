@@ -32,11 +32,10 @@ def _get_pool(n_workers):
     global _pool, _pool_size
     with _lock:
         if _pool is None or _pool_size < n_workers:
-            old = _pool
+            # A larger pool replaces the old one, which is not shut down: another thread may
+            # hold it and be about to submit.  Its idle workers exit once it is collected.
             _pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="cnn_core")
             _pool_size = n_workers
-            if old is not None:
-                old.shutdown(wait=False)
         return _pool
 
 

@@ -167,14 +167,6 @@ def _built(layer, shape):
     return layer
 
 
-LATENT_RACE = pytest.mark.xfail(
-    strict=True,
-    reason="forward stores its output (self.out / self.x_shape) and then reads it back: "
-           "another thread's forward in between changes what is returned.  Not reachable "
-           "under the GIL (CPython 3.11's bytecode has no switch point, no CALL or backward "
-           "jump, between that STORE_ATTR and LOAD_ATTR; checked with dis); reachable on "
-           "free-threaded builds, which pyproject.toml does not build yet")
-
 LAYERS = {   # name -> (a fresh built layer, the shape of one sample)
     "Conv2D": (lambda: _built(Conv2D(4, 3, pad=1), (2, 6, 6)), (2, 6, 6)),
     "Relu": (Relu, (2, 6, 6)),
@@ -191,8 +183,7 @@ LAYERS = {   # name -> (a fresh built layer, the shape of one sample)
 }
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=LATENT_RACE) if n in (
-    "Sigmoid", "Tanh", "Flatten") else n for n in LAYERS])
+@pytest.mark.parametrize("name", list(LAYERS))
 def test_inference_output_is_computed_from_its_own_input(name):
     """Layers cache state in forward (self.x, self.col, self.mask, ...).  At inference that is
     harmless to concurrent callers only if the returned value never comes back through an

@@ -24,8 +24,9 @@ class Sigmoid(Layer):
     """y = 1 / (1 + exp(-x)), computed without overflow; dy/dx = y (1 - y)."""
 
     def forward(self, x, train_flg=True):
-        self.out = _sigmoid(as_float_array(x, "x"))
-        return self.out
+        out = _sigmoid(as_float_array(x, "x"))
+        self.out = out  # (return the local: another thread may run forward meanwhile)
+        return out
 
     def backward(self, dout):
         return dout * (1.0 - self.out) * self.out
@@ -35,8 +36,9 @@ class Tanh(Layer):
     """y = tanh(x); dy/dx = 1 - y²."""
 
     def forward(self, x, train_flg=True):
-        self.out = np.tanh(as_float_array(x, "x"))
-        return self.out
+        out = np.tanh(as_float_array(x, "x"))
+        self.out = out
+        return out
 
     def backward(self, dout):
         return dout * (1.0 - self.out * self.out)

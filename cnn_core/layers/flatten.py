@@ -6,8 +6,9 @@ from .base import Layer
 
 class Flatten(Layer):
     def forward(self, x, train_flg=True):
-        self.x_shape = np.shape(x)
-        return np.reshape(x, (self.x_shape[0], -1))
+        shape = np.shape(x)
+        self.x_shape = shape  # (read back the local: another thread may run forward meanwhile)
+        return np.reshape(x, (shape[0], -1))
 
     def backward(self, dout):
         return np.reshape(dout, self.x_shape)
