@@ -8,7 +8,11 @@ import operator
 
 from . import _parallel
 
-_num_threads = max(1, _parallel.omp_max_threads())
+#: the most threads a kernel may ask for: libgomp aborts the process, or overflows the
+#: stack (it allocas per-thread data), when a team cannot be created (n_threads=10**5)
+MAX_THREADS = 1024
+
+_num_threads = min(MAX_THREADS, max(1, _parallel.omp_max_threads()))
 
 
 def openmp_enabled():
@@ -28,7 +32,7 @@ def set_num_threads(n):
         n = operator.index(n)
     except TypeError:
         raise TypeError(f"n must be an int >= 1, got {n!r}") from None
-    if n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n must be an int in [1, {MAX_THREADS}], got {n!r}")
     previous, _num_threads = _num_threads, n
     return previous

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _batchnorm, _im2col, _pool
 from ._dtype import as_float_array, result_float_dtype
-from ._threads import get_num_threads
+from ._threads import MAX_THREADS, get_num_threads
 from ._workers import run_chunks
 
 __all__ = [
@@ -74,9 +74,6 @@ def _common_dtype(*arrays_and_names):
 #: below this many output elements a kernel runs on one thread: waking a team costs more
 #: than it saves, and on a busy machine a late thread stalls the whole region.
 PARALLEL_MIN_WORK = 1 << 16
-#: the most threads one call may ask for: libgomp aborts the process, or overflows the
-#: stack (it allocas per-thread data), when a team cannot be created (n_threads=10**5).
-MAX_THREADS = 1024
 
 
 def _threads(n_threads, work=None):

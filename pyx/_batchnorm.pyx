@@ -24,7 +24,7 @@ cdef inline void _stats_channel(const floating[:, :, ::1] x, double[::1] mean, d
     s1 = s1 / count
     mean[c] = shift + s1
     d = s2 / count - s1 * s1
-    var[c] = d if d > 0 else 0.0
+    var[c] = 0.0 if d < 0 else d   # round-off can make it slightly negative; NaN stays NaN
 
 
 def batchnorm_stats(const floating[:, :, ::1] x not None,   # IN  (N, C, L)

@@ -26,7 +26,7 @@ cdef inline void _im2col_row(const floating[:, :, :, ::1] x, floating[:, ::1] co
     cdef floating* dst
     cdef Py_ssize_t c, i, j, h, w, ow, ow_lo, ow_hi
     # ow in [ow_lo, ow_hi): the whole window row lies inside [0, W)
-    ow_lo = 0 if pad <= 0 else (pad + stride - 1) // stride
+    ow_lo = 0 if pad <= 0 else (pad - 1) // stride + 1   # ceil(P / S), without overflow
     ow_hi = 0 if width + pad - kernel_w < 0 else (width + pad - kernel_w) // stride + 1
     if ow_hi > out_w:
         ow_hi = out_w
@@ -122,7 +122,7 @@ cdef inline void _valid_ow(Py_ssize_t j, Py_ssize_t stride, Py_ssize_t pad, Py_s
                            Py_ssize_t out_w, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
     """[lo, hi) := the ow for which 0 <= ow*S - P + j < W."""
     cdef Py_ssize_t a = pad - j, b = width + pad - j   # need a <= ow*S < b
-    lo[0] = 0 if a <= 0 else (a + stride - 1) // stride
+    lo[0] = 0 if a <= 0 else (a - 1) // stride + 1   # ceil(a / S), without overflow
     hi[0] = 0 if b <= 0 else (b - 1) // stride + 1
     if hi[0] > out_w:
         hi[0] = out_w

@@ -129,13 +129,11 @@ POOL_RACE_CHILD = """
 def test_predict_from_threads_with_different_batch_sizes(tmp_path):
     """4 threads predict batches of 3, 5, 7 and 8 samples with 8 kernel threads configured.
 
-    FAILS (cnn_core/_workers.py): each call asks for min(n_threads, batch) - 1 pool workers;
-    ``_get_pool`` replaces a smaller pool by a bigger one and shuts the old one down, while
-    a thread that was handed the old pool has not submitted yet: ``RuntimeError: cannot
-    schedule new futures after shutdown`` (about 1 attempt in 3 here).  On this 2-core
-    machine the default thread count (2) never needs a second pool, so the test above
-    passes; any machine with 3+ cores hits it with the defaults.  Fix: never shut down a
-    pool that was handed out (keep the old one), or size the pool once (max threads)."""
+    Each call asks cnn_core/_workers.py for min(n_threads, batch) - 1 pool workers.  A bigger
+    pool used to replace a smaller one by shutting the old one down while a thread that had
+    been handed it had not submitted yet: ``RuntimeError: cannot schedule new futures after
+    shutdown`` in about 1 attempt in 3 (fixed: the old pool is left alive).  The test above
+    cannot see it on 2 cores (the default 2 threads never need a second pool)."""
     proc = run_child(POOL_RACE_CHILD, tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()

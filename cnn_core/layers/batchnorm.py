@@ -12,18 +12,27 @@ from .._dtype import as_float_array
 from .base import Layer, as_param
 
 
+def _real(name, value):
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+
+
 class BatchNormalization(Layer):
     param_kinds = ("gamma", "beta")
 
     def __init__(self, gamma=None, beta=None, momentum=0.9, running_mean=None, running_var=None,
                  eps=1e-6):
         super().__init__()
-        if not (0.0 <= float(momentum) <= 1.0):
+        self.momentum = _real("momentum", momentum)
+        if not 0.0 <= self.momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
-        if not (np.isfinite(eps) and eps > 0):
+        self.eps = _real("eps", eps)
+        if not (np.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"eps must be a positive float, got {eps!r}")
-        self.momentum = float(momentum)
-        self.eps = float(eps)
         if gamma is not None or beta is not None:
             if gamma is None or beta is None:
                 raise ValueError("gamma and beta must be given together")
@@ -32,8 +41,15 @@ class BatchNormalization(Layer):
             if gamma.shape != beta.shape:
                 raise ValueError(f"beta must have gamma's shape {gamma.shape}, got {beta.shape}")
             self.params = {"gamma": gamma, "beta": beta}
-        self.running_mean = None if running_mean is None else as_param("running_mean", running_mean, 1)
-        self.running_var = None if running_var is None else as_param("running_var", running_var, 1)
+        self.running_mean = (None if running_mean is None
+                             else as_param("running_mean", running_mean, 1).astype(np.float64))
+        self.running_var = (None if running_var is None
+                            else as_param("running_var", running_var, 1).astype(np.float64))
+        if (self.running_mean is None) != (self.running_var is None) or (
+                self.running_mean is not None
+                and self.running_mean.shape != self.running_var.shape):
+            raise ValueError("running_mean and running_var must be given together, with one "
+                             f"shape; got {running_mean!r} and {running_var!r}")
 
     gamma = property(lambda self: self.params["gamma"])
     beta = property(lambda self: self.params["beta"])
@@ -53,6 +69,9 @@ class BatchNormalization(Layer):
         if self.running_mean is None:
             self.running_mean = np.zeros(n, np.float64)
             self.running_var = np.zeros(n, np.float64)
+        elif self.running_mean.shape != (n,):
+            raise ValueError(f"running_mean has shape {self.running_mean.shape} but the input has "
+                             f"{n} features/channels (input shape {tuple(input_shape)})")
         return super().build(input_shape, dtype, rng)
 
     def forward(self, x, train_flg=True):
@@ -67,6 +86,9 @@ class BatchNormalization(Layer):
         if self.running_mean is None:
             self.running_mean = np.zeros(n_feat, np.float64)
             self.running_var = np.zeros(n_feat, np.float64)
+        elif self.running_mean.shape != (n_feat,):
+            raise ValueError(f"running_mean has shape {self.running_mean.shape} but x has "
+                             f"{n_feat} features/channels (shape {x.shape})")
         if train_flg:
             mean, var = F.batchnorm_stats(x)
             m = self.momentum
