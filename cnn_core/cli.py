@@ -71,7 +71,7 @@ def cmd_train(args):
                       optimizer_param={"lr": args.lr}, verbose=False, progress=not args.quiet,
                       evaluate_sample_num_per_epoch=args.eval_samples,
                       seed=args.seed, validation_split=args.validation_split,
-                      checkpoint=args.checkpoint)
+                      checkpoint=args.checkpoint, lr_decay=args.lr_decay)
     print(f"{'epoch':>5} {'loss':>8} {'train_acc':>9} {'test_acc':>8} {'seconds':>8}")
     trainer.callbacks.append(_PrintRow())
     trainer.train()
@@ -156,6 +156,8 @@ def main(argv=None):
                                                           "RMSprop", "Adam")}.get(s.lower(), s))
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--lr-decay", type=float, default=None,
+                   help="multiply the learning rate by this factor after every epoch")
     p.add_argument("--validation-split", type=float, default=0.0)
     p.add_argument("--eval-samples", type=int, default=10000,
                    help="samples of each set scored after every epoch (default 10000; the final "
