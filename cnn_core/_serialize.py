@@ -48,8 +48,11 @@ def _read(path):
     return load_pickle_params(path), None
 
 
-def load_into(network, path):
-    arrays, _ = _read(path)
+def load_into(network, path, arrays=None):
+    """Check every name and shape of ``arrays`` (read from ``path`` if not given) against
+    ``network``, then assign them; on any error the network is unchanged."""
+    if arrays is None:
+        arrays, _ = _read(path)
     current = network.state_arrays()
     params = dict(network.params)
     missing = sorted(set(params) - set(arrays))
@@ -88,5 +91,5 @@ def load_model(path, dtype=None):
         network = Sequential.from_config(meta["architecture"], dtype=dtype)
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{os.fspath(path)}: malformed architecture ({exc})") from None
-    load_into(network, path)
+    load_into(network, path, arrays)
     return network

@@ -2,7 +2,7 @@
 and parameter names (W1, b1, ...; gamma1, beta1, ... for BatchNorm)."""
 import numpy as np
 
-from .layers import (Affine, BatchNormalization, Conv2D, Dense, Dropout, Pooling, Relu,
+from .layers import (BatchNormalization, Conv2D, Dense, Dropout, Pooling, Relu,
                      Sigmoid)
 from .network import Sequential
 

@@ -11,11 +11,9 @@ import numpy as np
 
 from ._dtype import as_float_array, check_dtype
 from ._workers import blas_single_thread
-from .layers import LAYER_CLASSES, BatchNormalization, Conv2D, Dense, Dropout, SoftmaxWithLoss
+from .layers import BatchNormalization, Dropout, SoftmaxWithLoss
 from .layers.loss import as_labels
 
-#: layers saved under a book class are rebuilt from sizes by these equivalents
-_REBUILD = {"Affine": Dense, "Convolution": Conv2D}
 #: inference runs in chunks of this many samples: bounded memory, same results, and
 #: measured faster than chunks of 1000 (DeepConvNet on 2,000 images: 2.1 s against 3.1 s)
 PREDICT_CHUNK = 200

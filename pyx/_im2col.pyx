@@ -6,7 +6,6 @@ W.reshape(FN, -1).  Inputs are validated and allocated by
 cnn_core.functional; these kernels only compute.
 """
 from cython.parallel cimport prange
-from libc.string cimport memset
 from _types cimport floating
 
 
