@@ -242,16 +242,9 @@ def print_tables(out):
         print(f"note: {note}")
 
 
-def _thread_list(text):
-    values = tuple(int(v) for v in text.split(","))
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"thread counts must be ints >= 1, got {text!r}")
-    return values
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=_thread_list, default=(1, 2),
+    parser.add_argument("--threads", type=benchmark.thread_list, default=(1, 2),
                         help="thread counts, comma-separated (default 1,2)")
     parser.add_argument("--repeats", type=int, default=10, help="timed training steps")
     parser.add_argument("--batch-size", type=int, default=100)

@@ -33,7 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import book_numpy as ref  # noqa: E402
 
 from cnn_core import functional as F  # noqa: E402
-from cnn_core.benchmark import blas_summary, environment, thread_limits  # noqa: E402
+from cnn_core.benchmark import (blas_summary, environment, thread_limits,  # noqa: E402
+                                thread_list)
 
 BATCH = 100
 #: (layer, input shape, kernel, stride, pad) of every convolution of the book's two CNNs
@@ -228,16 +229,9 @@ def _print_aggregates(aggs):
               f"{a['numpy_ms']:9.3f} {a['speedup']:7.1f}x  {target}")
 
 
-def _thread_list(text):
-    values = tuple(int(v) for v in text.split(","))
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"thread counts must be ints >= 1, got {text!r}")
-    return values
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=_thread_list, default=(1, 2),
+    parser.add_argument("--threads", type=thread_list, default=(1, 2),
                         help="cnn_core kernel thread counts, comma-separated (default 1,2; "
                              "the NumPy code runs on one core whatever the count)")
     parser.add_argument("--repeats", type=int, default=15, help="timed samples per kernel")

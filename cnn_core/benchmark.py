@@ -557,7 +557,8 @@ def _print_table(out):
         print(f"peak extra RSS of {r['steps']} {model} training steps: {mb} ({r['method']})")
 
 
-def _thread_list(text):
+def thread_list(text):
+    """argparse type for --threads: comma-separated ints >= 1 (shared with bench/)."""
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -572,7 +573,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="cnn-core bench", description="Time cnn_core's book networks: training step, "
         "inference, peak memory, GFLOP/s against the machine's GEMM peak.")
-    parser.add_argument("--threads", type=_thread_list, default=(1, 2),
+    parser.add_argument("--threads", type=thread_list, default=(1, 2),
                         help="thread counts, comma-separated (default 1,2)")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per measurement")
     parser.add_argument("--batch-size", type=int, default=100)
