@@ -52,43 +52,49 @@ cdef inline void _maxpool_plane(const floating[:, :, :, ::1] x, floating[:, :, :
             ap[oh * out_w + ow] = best_idx
 
 
-cdef inline void _maxpool2x2_plane(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+cdef inline bint _maxpool2x2_plane(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                                    Py_ssize_t[:, :, :, ::1] argmax,
                                    Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    """The book's 2x2, stride 2, pad 0 pooling without the general window bookkeeping.
+    """The book's 2x2, stride 2, pad 0 pooling, written so that the compiler vectorises it.
 
-    Raw pointers to the (n, c) planes: indexing the memoryviews per element re-derived
-    the 4-D offsets and measured 4x slower than average pooling over the same data."""
+    The max of each window first, then the first cell equal to it, by arithmetic on the
+    comparisons: no branch depends on the data (running selects compiled to branches that
+    mispredicted on random input: 11 ns per window, against 2 ns now).  NaN is not handled
+    here: the return value says whether the plane held one, and the caller then redoes the
+    plane with the exact general loop, where the first NaN wins."""
     cdef Py_ssize_t width = x.shape[3], out_h = out.shape[2], out_w = out.shape[3]
     cdef const floating* xp = &x[n, c, 0, 0]
     cdef floating* op = &out[n, c, 0, 0]
     cdef Py_ssize_t* ap = &argmax[n, c, 0, 0]
     cdef const floating* row0
     cdef const floating* row1
-    cdef Py_ssize_t oh, ow, k, best_idx
-    cdef floating a, best
-    cdef bint take
+    cdef floating* orow
+    cdef Py_ssize_t* arow
+    cdef Py_ssize_t oh, ow, base, not0, not1, not2
+    cdef floating a0, a1, a2, a3, m
+    cdef bint nan = False
     for oh in range(out_h):
-        row0 = xp + 2 * oh * width
+        base = 2 * oh * width
+        row0 = xp + base
         row1 = row0 + width
+        orow = op + oh * out_w
+        arow = ap + oh * out_w
         for ow in range(out_w):
-            k = 2 * oh * width + 2 * ow
-            best = row0[2 * ow]
-            best_idx = k
-            a = row0[2 * ow + 1]
-            take = _wins(a, best)
-            best_idx = k + 1 if take else best_idx
-            best = a if take else best
-            a = row1[2 * ow]
-            take = _wins(a, best)
-            best_idx = k + width if take else best_idx
-            best = a if take else best
-            a = row1[2 * ow + 1]
-            take = _wins(a, best)
-            best_idx = k + width + 1 if take else best_idx
-            best = a if take else best
-            op[oh * out_w + ow] = best
-            ap[oh * out_w + ow] = best_idx
+            a0 = row0[2 * ow]
+            a1 = row0[2 * ow + 1]
+            a2 = row1[2 * ow]
+            a3 = row1[2 * ow + 1]
+            m = a0 if a0 >= a1 else a1
+            m = m if m >= a2 else a2
+            m = m if m >= a3 else a3
+            orow[ow] = m
+            not0 = a0 != m
+            not1 = a1 != m
+            not2 = a2 != m
+            # first cell equal to the max: 0, 1, width or width + 1
+            arow[ow] = base + 2 * ow + not0 * ((1 - not1) + not1 * (width + not2))
+            nan |= (a0 != a0) | (a1 != a1) | (a2 != a2) | (a3 != a3)
+    return nan
 
 
 def maxpool_forward(const floating[:, :, :, ::1] x not None,    # IN  (N, C, H, W)
@@ -100,9 +106,7 @@ def maxpool_forward(const floating[:, :, :, ::1] x not None,    # IN  (N, C, H, 
     cdef bint fast = kernel_h == 2 and kernel_w == 2 and stride == 2 and pad == 0
     with nogil:
         for p in prange(x.shape[0] * n_channels, schedule='static', num_threads=n_threads):
-            if fast:
-                _maxpool2x2_plane(x, out, argmax, p // n_channels, p % n_channels)
-            else:
+            if not fast or _maxpool2x2_plane(x, out, argmax, p // n_channels, p % n_channels):
                 _maxpool_plane(x, out, argmax, p // n_channels, p % n_channels,
                                kernel_h, kernel_w, stride, pad)
 
@@ -112,14 +116,14 @@ cdef inline void _maxpool_backward_plane(const floating[:, :, :, ::1] dout,
                                          floating[:, :, :, ::1] dx,
                                          Py_ssize_t n, Py_ssize_t c) noexcept nogil:
     """dx[n, c].flat[argmax[n, c, oh, ow]] += dout[n, c, oh, ow]"""
-    cdef Py_ssize_t width = dx.shape[3], oh, ow, k, h, w
-    for h in range(dx.shape[2]):
-        for w in range(width):
-            dx[n, c, h, w] = 0
-    for oh in range(dout.shape[2]):
-        for ow in range(dout.shape[3]):
-            k = argmax[n, c, oh, ow]
-            dx[n, c, k // width, k % width] += dout[n, c, oh, ow]
+    cdef Py_ssize_t plane = dx.shape[2] * dx.shape[3], n_out = dout.shape[2] * dout.shape[3], i
+    cdef floating* dp = &dx[n, c, 0, 0]
+    cdef const floating* gp = &dout[n, c, 0, 0]
+    cdef const Py_ssize_t* ap = &argmax[n, c, 0, 0]
+    for i in range(plane):
+        dp[i] = 0
+    for i in range(n_out):
+        dp[ap[i]] += gp[i]
 
 
 def maxpool_backward(const floating[:, :, :, ::1] dout not None,      # IN  (N, C, OH, OW)

@@ -226,6 +226,23 @@ def test_maxpool2d_padding_never_wins(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool2d_fast_path_infinities_signed_zeros_and_nan_planes(dtype):
+    """The vectorised 2x2 path: +-inf, -0.0 vs 0.0 ties (the first cell's sign is kept), and
+    planes with NaN (redone by the general loop) beside planes without."""
+    rng = rng_for("fast-special", dtype)
+    shape = (3, 4, 6, 8)
+    x = rng.choice(np.array([-np.inf, np.inf, -0.0, 0.0, -1.0, 2.0], dtype=dtype), size=shape)
+    x[1, 2, 3, 5] = np.nan
+    x[2, 0, 0, 0] = np.nan
+    out, argmax = F.maxpool2d_forward(x, 2, 2, 2, 0)
+    out_ref, argmax_ref = maxpool2d_ref(x, 2, 2, 2, 0)
+    assert_array_equal(out, out_ref)
+    assert_array_equal(np.signbit(out), np.signbit(out_ref))
+    assert_array_equal(argmax, argmax_ref)
+    assert np.isnan(out[1, 2]).sum() == 1 and np.isnan(out).sum() == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", POOL_CASES, ids=case_id)
 def test_maxpool2d_nan_wins(case, dtype):
     shape, kh, kw, stride, pad = case
