@@ -24,6 +24,18 @@ def _dataset(spec, data_dir=None, dtype=np.float32):
     raise ValueError(f"--dataset must be mnist, digits or idx:DIR, got {spec!r}")
 
 
+def _lr_decay(text):
+    if text == "cosine":
+        return text
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = float("nan")
+    if not 0 < factor <= 1:
+        raise argparse.ArgumentTypeError(f"expected 'cosine' or a factor in (0, 1], got {text!r}")
+    return factor
+
+
 def build_model(name, input_shape, n_classes, dtype=np.float32, seed=None, weight_decay=0.0):
     from . import models
     d = int(np.prod(input_shape))
@@ -156,8 +168,9 @@ def main(argv=None):
                                                           "RMSprop", "Adam")}.get(s.lower(), s))
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--lr-decay", type=float, default=None,
-                   help="multiply the learning rate by this factor after every epoch")
+    p.add_argument("--lr-decay", type=_lr_decay, default=None,
+                   help="'cosine' (a half cosine from --lr to 0 over the epochs) or a factor "
+                        "in (0, 1] applied to the learning rate after every epoch")
     p.add_argument("--validation-split", type=float, default=0.0)
     p.add_argument("--eval-samples", type=int, default=10000,
                    help="samples of each set scored after every epoch (default 10000; the final "

@@ -12,7 +12,9 @@ verbose=True)`` as in the book, plus keyword options:
   validation accuracy if there is validation data, else training loss),
   ``restore_best`` (put the best epoch's weights back at the end),
   ``checkpoint`` (a path, may contain ``{epoch}``; written atomically each epoch),
-  ``lr_decay`` (a factor applied each epoch, or ``f(epoch, lr) -> lr``),
+  ``lr_decay`` (a factor applied each epoch, ``'cosine'`` (the learning rate follows
+  ``lr0 * (1 + cos(pi * epoch / epochs)) / 2`` from epoch to epoch, reaching 0 after
+  the last), or ``f(epoch, lr) -> lr``),
   ``callbacks`` (objects with ``on_epoch_end(trainer, logs)``; returning True stops);
 * ``seed``: shuffling and validation split are reproducible, so with a seeded
   network two runs give identical histories;
@@ -20,6 +22,7 @@ verbose=True)`` as in the book, plus keyword options:
   last checkpoint written before it is intact.
 """
 import math
+import numbers
 import os
 import time
 
@@ -84,10 +87,22 @@ class Trainer:
         self.early_stopping_patience = early_stopping_patience
         self.restore_best = bool(restore_best)
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
-        if lr_decay is not None and not callable(lr_decay):
-            factor = float(lr_decay)
+        if isinstance(lr_decay, str):
+            if lr_decay != "cosine":
+                raise ValueError(f"lr_decay must be a factor in (0, 1], 'cosine' or a callable, "
+                                 f"got {lr_decay!r}")
+            if not isinstance(getattr(self.optimizer, "lr", None), numbers.Real):
+                raise ValueError(f"lr_decay='cosine' needs an optimizer with a numeric lr, "
+                                 f"got {type(self.optimizer).__name__}")
+            lr_decay = _cosine_schedule(float(self.optimizer.lr), self.epochs)
+        elif lr_decay is not None and not callable(lr_decay):
+            try:
+                factor = float(lr_decay)
+            except (TypeError, ValueError):
+                factor = math.nan
             if not (0 < factor <= 1):
-                raise ValueError(f"lr_decay must be a factor in (0, 1] or a callable, got {lr_decay!r}")
+                raise ValueError(f"lr_decay must be a factor in (0, 1], 'cosine' or a callable, "
+                                 f"got {lr_decay!r}")
         self.lr_decay = lr_decay
         self.callbacks = list(callbacks)
 
@@ -195,6 +210,14 @@ class Trainer:
                       f"(best epoch {self.best_epoch})", flush=True)
             stop = True
         return stop
+
+
+def _cosine_schedule(lr0, epochs):
+    """f(epoch, lr) -> the learning rate for the epoch after ``epoch``: a half cosine from
+    ``lr0`` down to 0 over ``epochs`` (SGDR without restarts, per epoch)."""
+    def schedule(epoch, lr):
+        return lr0 * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs))
+    return schedule
 
 
 def _positive_int(name, value):

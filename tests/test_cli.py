@@ -38,6 +38,23 @@ def test_train_evaluate_on_bundled_digits(tmp_path, capsys):
     assert np.trace(matrix) / np.sum(matrix) == pytest.approx(final, abs=1e-4)
 
 
+def test_train_with_cosine_lr_decay(tmp_path, capsys, monkeypatch):
+    seen = {}
+    from cnn_core import trainer as trainer_module
+    original = trainer_module.Trainer.train
+
+    def spy(self):
+        result = original(self)
+        seen["lrs"] = [h["lr"] for h in self.history]
+        return result
+    monkeypatch.setattr(trainer_module.Trainer, "train", spy)
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--epochs", "4", "--lr", "0.01",
+                 "--lr-decay", "cosine", "--quiet", "--out", str(tmp_path / "m.npz")]) == 0
+    assert seen["lrs"] == pytest.approx([0.01, 0.01 * 0.5 * (1 + 2 ** -0.5), 0.005,
+                                         0.01 * 0.5 * (1 - 2 ** -0.5)])
+    assert float(capsys.readouterr().out.split("final test accuracy:")[1].split()[0]) > 0.5
+
+
 @pytest.mark.needs_data
 def test_train_simple_convnet_one_epoch_on_mnist_reaches_98_percent(tmp_path, capsys):
     """The book's settings (Adam, lr 0.001, batch 100), one epoch over the 60,000 images."""
@@ -63,6 +80,8 @@ def test_info(capsys):
     (["train", "--model", "resnet"], "--model"),
     (["train", "--bogus-flag"], "unrecognized arguments"),
     (["train", "--epochs", "many"], "--epochs"),
+    (["train", "--lr-decay", "linear"], "--lr-decay"),
+    (["train", "--lr-decay", "1.5"], "--lr-decay"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_flags_give_one_line_error(argv, needle):

@@ -1,4 +1,6 @@
 """The Trainer: the book's loop and history, and the options beyond the book."""
+import math
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -101,6 +103,17 @@ def test_checkpoints_and_lr_decay(digits, tmp_path):
     tr2 = _trainer(digits, epochs=2, lr_decay=lambda epoch, lr: lr / (1 + epoch))
     tr2.train()
     assert tr2.optimizer.lr == pytest.approx(0.01 / 2 / 3)
+
+
+def test_cosine_lr_decay(digits):
+    tr = _trainer(digits, epochs=4, lr_decay="cosine")
+    tr.train()
+    expected = [0.01 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert [h["lr"] for h in tr.history] == pytest.approx(expected)
+    assert tr.optimizer.lr == pytest.approx(0.0, abs=1e-15)
+    for bad in ("linear", "0", -0.5, 1.5, [0.5]):
+        with pytest.raises(ValueError, match="lr_decay"):
+            _trainer(digits, epochs=2, lr_decay=bad)
 
 
 def test_nan_loss_stops_with_clear_error_and_checkpoint_intact(digits, tmp_path):
