@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from . import _batchnorm, _im2col, _pool
+from . import _batchnorm, _elementwise, _im2col, _pool
 from ._dtype import as_float_array, result_float_dtype
 from ._threads import MAX_THREADS, get_num_threads
 from ._workers import run_chunks
@@ -25,6 +25,7 @@ __all__ = [
     "conv_output_size", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
     "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
     "batchnorm_stats", "batchnorm_forward", "batchnorm_backward",
+    "relu_forward", "relu_backward", "adam_update",
 ]
 
 
@@ -466,3 +467,56 @@ def batchnorm_backward(dout, x, gamma, mean, inv_std, *, n_threads=None):
     _batchnorm.batchnorm_backward_dx(x3, d3, mean, inv_std, gamma, dgamma, dbeta,
                                      _bn_view("dx", dx), threads)
     return dx, dgamma.astype(dtype), dbeta.astype(dtype)
+
+
+# ----------------------------------------------------------------------------- elementwise
+def relu_forward(x, *, n_threads=None):
+    """``max(x, 0)`` in one pass (NaN propagates); the backward needs only this output."""
+    x = as_float_array(x, "x")
+    out = np.empty_like(x)
+    _elementwise.relu_forward(x.reshape(-1), out.reshape(-1), _threads(n_threads, x.size))
+    return out
+
+
+def relu_backward(dout, out, *, n_threads=None):
+    """``dout`` where the forward's ``out`` is > 0, else 0 (the book's ``dout[x <= 0] = 0``)."""
+    dtype = _common_dtype(("dout", dout), ("out", out))
+    dout = as_float_array(dout, "dout", dtype)
+    out = as_float_array(out, "out", dtype)
+    if dout.shape != out.shape:
+        raise ValueError(f"dout must have the forward output's shape {out.shape}, got {dout.shape}")
+    dx = np.empty_like(dout)
+    _elementwise.relu_backward(dout.reshape(-1), out.reshape(-1), dx.reshape(-1),
+                               _threads(n_threads, dx.size))
+    return dx
+
+
+def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps, *, n_threads=None):
+    """One fused Adam step, in place on ``param``, ``m`` and ``v``::
+
+        m += (1 - beta1) * (grad - m);  v += (1 - beta2) * (grad**2 - v)
+        param -= lr_t * m / (sqrt(v) + eps)
+
+    All four arrays must be C-contiguous float32/float64 of one dtype and shape, and
+    param, m and v writeable (an optimizer falls back to NumPy otherwise).
+    """
+    arrays = (("param", param), ("grad", grad), ("m", m), ("v", v))
+    for name, a in arrays:
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+        if a.dtype not in (np.float32, np.float64) or a.dtype != param.dtype:
+            raise TypeError(f"{name} must be float32 or float64 like param ({param.dtype}), "
+                            f"got {a.dtype}")
+        if a.shape != param.shape:
+            raise ValueError(f"{name} must have param's shape {param.shape}, got {a.shape}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous")
+        if name != "grad" and not a.flags.writeable:
+            raise ValueError(f"{name} must be writeable")
+    for name, value in (("lr_t", lr_t), ("beta1", beta1), ("beta2", beta2), ("eps", eps)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    _elementwise.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+                             float(lr_t), float(beta1), float(beta2), float(eps),
+                             _threads(n_threads, param.size))

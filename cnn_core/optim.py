@@ -23,6 +23,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import functional as F
+
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
            "OPTIMIZERS", "get_optimizer"]
 
@@ -342,9 +344,24 @@ class Adam(Optimizer):
         for key, param, grad in items:
             m = self._state("m", key, param)
             v = self._state("v", key, param)
+            if _fused_ok(param, grad, m, v):   # one pass instead of about ten
+                F.adam_update(param, grad, m, v, lr_t, self.beta1, self.beta2, EPS)
+                continue
             m += (1 - self.beta1) * (grad - m)
             v += (1 - self.beta2) * (grad ** 2 - v)
             param -= lr_t * m / (np.sqrt(v) + EPS)
+
+
+def _fused_ok(param, *others):
+    """True when the compiled fused update applies: ndarrays of param's float dtype and
+    shape, C-contiguous (and param, the states writeable)."""
+    if not isinstance(param, np.ndarray) or param.dtype not in (np.float32, np.float64):
+        return False
+    for a in (param,) + others:
+        if (not isinstance(a, np.ndarray) or a.dtype != param.dtype or a.shape != param.shape
+                or not a.flags.c_contiguous):
+            return False
+    return param.flags.writeable and all(a.flags.writeable for a in others[1:])
 
 
 # ----------------------------------------------------------------------------- factory

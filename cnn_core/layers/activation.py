@@ -1,6 +1,7 @@
 """Elementwise activations: Relu, Sigmoid, Tanh (the book's classes)."""
 import numpy as np
 
+from .. import functional as F
 from .._dtype import as_float_array
 from ..functions import sigmoid as _sigmoid
 from .base import Layer
@@ -10,14 +11,17 @@ class Relu(Layer):
     """y = max(x, 0); the gradient passes where x > 0."""
 
     def forward(self, x, train_flg=True):
-        x = as_float_array(x, "x")
-        self.mask = x > 0
-        return np.maximum(x, 0, dtype=x.dtype)
+        out = F.relu_forward(x)
+        self.out = out      # the backward's mask is out > 0: nothing else is stored
+        return out
+
+    @property
+    def mask(self):
+        """The book's mask: True where the gradient is stopped (x <= 0)."""
+        return None if getattr(self, "out", None) is None else ~(self.out > 0)
 
     def backward(self, dout):
-        # one multiply by the kept-mask: measured 9.3 ms -> 0.2 ms at (100, 16, 28, 28)
-        # against copying dout and zeroing it through a boolean index
-        return np.multiply(dout, self.mask, dtype=np.result_type(dout, np.float32))
+        return F.relu_backward(dout, self.out)
 
 
 class Sigmoid(Layer):
