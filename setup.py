@@ -78,7 +78,7 @@ class BuildExt(build_ext):
     def build_extensions(self):
         flags = _openmp_flags(self.compiler)
         ctype = self.compiler.compiler_type
-        opt = ["/O2"] if ctype == "msvc" else ["-O3"]
+        opt = ["/O2"] if ctype == "msvc" else ["-O3", "-fno-math-errno"]
         for ext in self.extensions:
             ext.extra_compile_args = list(opt)
             ext.extra_link_args = []

@@ -6,7 +6,7 @@ task owns a contiguous block of the output, every element is computed by the sam
 expression whatever the thread count, so results do not depend on it.
 """
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport sqrt, sqrtf
 from _types cimport floating
 
 #: elements per prange task: large enough to amortise scheduling, small enough to balance
@@ -32,11 +32,16 @@ def relu_backward(const floating[::1] dout not None,   # IN  (n,)
                   floating[::1] dx not None,           # OUT (n,): dout where out > 0, else 0
                   int n_threads=1):
     cdef Py_ssize_t n = dout.shape[0], n_blocks = (n + BLOCK - 1) // BLOCK, blk, i, end
+    cdef floating g, o
     with nogil:
         for blk in prange(n_blocks, schedule='static', num_threads=n_threads):
             end = min(n, (blk + 1) * BLOCK)
             for i in range(blk * BLOCK, end):
-                dx[i] = dout[i] if out[i] > 0 else 0
+                # both loads before the select: a conditional load of dout compiled to a
+                # branch, mispredicted on half the elements (7.2 ms against 0.2 at 1.7M)
+                g = dout[i]
+                o = out[i]
+                dx[i] = g if o > 0 else 0
 
 
 def adam_update(floating[::1] param not None,        # IN/OUT (n,)
@@ -49,14 +54,27 @@ def adam_update(floating[::1] param not None,        # IN/OUT (n,)
     cdef Py_ssize_t n = param.shape[0], n_blocks = (n + BLOCK - 1) // BLOCK, blk, i, end
     cdef floating c1 = <floating>(1.0 - beta1), c2 = <floating>(1.0 - beta2)
     cdef floating lr = <floating>lr_t, e = <floating>eps
-    cdef floating g, mi, vi
+    cdef floating g, mi, vi, pi, root
+    if n == 0:
+        return
+    cdef floating* pp = &param[0]
+    cdef const floating* gp = &grad[0]
+    cdef floating* mp = &m[0]
+    cdef floating* vp = &v[0]
     with nogil:
         for blk in prange(n_blocks, schedule='static', num_threads=n_threads):
             end = min(n, (blk + 1) * BLOCK)
             for i in range(blk * BLOCK, end):
-                g = grad[i]
-                mi = m[i] + c1 * (g - m[i])
-                vi = v[i] + c2 * (g * g - v[i])
-                m[i] = mi
-                v[i] = vi
-                param[i] = param[i] - lr * mi / (<floating>sqrt(vi) + e)
+                g = gp[i]
+                mi = mp[i]
+                vi = vp[i]
+                pi = pp[i]
+                mi = mi + c1 * (g - mi)
+                vi = vi + c2 * (g * g - vi)
+                mp[i] = mi
+                vp[i] = vi
+                if floating is float:
+                    root = sqrtf(vi)      # (sqrt in double then rounded: not vectorised)
+                else:
+                    root = sqrt(vi)
+                pp[i] = pi - lr * mi / (root + e)
