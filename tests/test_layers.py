@@ -48,6 +48,49 @@ def test_affine_gradcheck_and_nd_input():
     assert layer.dW.shape == (12, 5) and layer.db.shape == (5,)
 
 
+@pytest.mark.parametrize("need_dx", [True, False])
+def test_affine_blocked_products_gradcheck(monkeypatch, need_dx):
+    """Large products run as fixed blocks on the kernel threads (forced here on a small one)."""
+    from cnn_core.layers import dense
+    monkeypatch.setattr(dense, "SPLIT_MIN_MACS", 0)
+    layer = Affine(RNG.standard_normal((13, 6)), RNG.standard_normal(6))
+    if need_dx:
+        check_layer(layer, RNG.standard_normal((7, 13)))
+    else:
+        layer.need_dx = False
+        x = RNG.standard_normal((7, 13))
+        layer.forward(x)
+        d = RNG.standard_normal((7, 6))
+        assert layer.backward(d) is None
+        np.testing.assert_allclose(layer.dW, x.T @ d, rtol=1e-12)
+
+
+def test_affine_blocked_products_match_numpy_and_thread_count():
+    import cnn_core
+    from cnn_core.layers import dense
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((101, 4321)).astype(np.float32)
+    d = rng.standard_normal((101, 99)).astype(np.float32)
+    assert x.shape[0] * x.shape[1] * 99 >= dense.SPLIT_MIN_MACS
+    results = []
+    for threads in (1, 2):
+        previous = cnn_core.set_num_threads(threads)
+        try:
+            layer = Affine(rng.standard_normal((4321, 99)).astype(np.float32) if not results
+                           else results[0][3], np.arange(99, dtype=np.float32))
+            out = layer.forward(x)
+            dx = layer.backward(d)
+            results.append((out, dx, layer.dW, layer.W))
+        finally:
+            cnn_core.set_num_threads(previous)
+    W = results[0][3].astype(np.float64)
+    np.testing.assert_allclose(results[0][0], x @ W + np.arange(99), rtol=2e-4, atol=2e-3)
+    np.testing.assert_allclose(results[0][1], d @ W.T, rtol=2e-4, atol=2e-3)
+    np.testing.assert_allclose(results[0][2], x.T.astype(np.float64) @ d, rtol=2e-4, atol=2e-3)
+    for a, b in zip(results[0][:3], results[1][:3]):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (3, 2)])
 def test_convolution_gradcheck(stride, pad):
     layer = Convolution(RNG.standard_normal((4, 3, 3, 2)), RNG.standard_normal(4), stride, pad)
