@@ -351,7 +351,9 @@ def profile_train_step(model_name, batch_size=100, repeats=10, threads=1, x=None
                for _ in range(n_layers)]
     extra = {"loss forward": [], "loss backward": [], "Adam update": [], "total": []}
     clock = time.perf_counter
-    with thread_limits(threads):
+    from ._workers import blas_single_thread
+    # BLAS single-threaded for the layers, as in Sequential's own passes
+    with thread_limits(threads), blas_single_thread():
         for i, (xb, tb) in enumerate(batches):
             record = i >= warmup
             step_start = clock()

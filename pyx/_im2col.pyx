@@ -134,27 +134,38 @@ cdef inline void _im2col_t_plane(const floating[:, :, :, ::1] x, floating[:, :, 
                                  Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                                  Py_ssize_t stride, Py_ssize_t pad,
                                  Py_ssize_t out_h, Py_ssize_t out_w) noexcept nogil:
-    """cols[n, (c*KH + i)*KW + j, oh*OW + ow] := x_pad[n, c, oh*S + i, ow*S + j]"""
-    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t i, j, oh, ow, h, row, base, lo, hi, w0
+    """cols[n, (c*KH + i)*KW + j, oh*OW + ow] := x_pad[n, c, oh*S + i, ow*S + j]
+
+    Raw pointers, and a separate unit-stride copy loop that the compiler vectorises:
+    the memoryview form ran at ~10 GB/s on the DeepConvNet layers."""
+    cdef Py_ssize_t height = x.shape[2], width = x.shape[3], n_pix = out_h * out_w
+    cdef const floating* plane = &x[n, c, 0, 0]
+    cdef floating* dst
+    cdef const floating* src
+    cdef Py_ssize_t i, j, oh, ow, h, lo, hi, w0
     for i in range(kernel_h):
         for j in range(kernel_w):
-            row = (c * kernel_h + i) * kernel_w + j
+            dst = &cols[n, (c * kernel_h + i) * kernel_w + j, 0]
             _valid_ow(j, stride, pad, width, out_w, &lo, &hi)
+            w0 = j - pad
             for oh in range(out_h):
-                base = oh * out_w
                 h = oh * stride - pad + i
                 if h < 0 or h >= height:
                     for ow in range(out_w):
-                        cols[n, row, base + ow] = 0
-                    continue
-                for ow in range(lo):
-                    cols[n, row, base + ow] = 0
-                w0 = j - pad
-                for ow in range(lo, hi):
-                    cols[n, row, base + ow] = x[n, c, h, ow * stride + w0]
-                for ow in range(hi, out_w):
-                    cols[n, row, base + ow] = 0
+                        dst[ow] = 0
+                else:
+                    for ow in range(lo):
+                        dst[ow] = 0
+                    src = plane + h * width + w0     # x[n, c, h, ow*S + w0] = src[ow*S]
+                    if stride == 1:
+                        for ow in range(lo, hi):
+                            dst[ow] = src[ow]
+                    else:
+                        for ow in range(lo, hi):
+                            dst[ow] = src[ow * stride]
+                    for ow in range(hi, out_w):
+                        dst[ow] = 0
+                dst += out_w
 
 
 def im2col_t(const floating[:, :, :, ::1] x not None,    # IN  (N, C, H, W)
@@ -175,24 +186,33 @@ cdef inline void _col2im_t_plane(const floating[:, :, ::1] cols, floating[:, :, 
                                  Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                                  Py_ssize_t stride, Py_ssize_t pad,
                                  Py_ssize_t out_h, Py_ssize_t out_w) noexcept nogil:
-    """dx[n, c, oh*S + i - P, ow*S + j - P] += cols[n, (c*KH + i)*KW + j, oh*OW + ow]"""
-    cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3]
-    cdef Py_ssize_t i, j, oh, ow, h, w, row, base, lo, hi, w0
-    for h in range(height):
-        for w in range(width):
-            dx[n, c, h, w] = 0
+    """dx[n, c, oh*S + i - P, ow*S + j - P] += cols[n, (c*KH + i)*KW + j, oh*OW + ow]
+
+    Summed over (i, j, oh, ow) in this fixed order; raw pointers and a unit-stride loop
+    the compiler vectorises (as in _im2col_t_plane)."""
+    cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3], p
+    cdef floating* plane = &dx[n, c, 0, 0]
+    cdef floating* dst
+    cdef const floating* src
+    cdef Py_ssize_t i, j, oh, ow, h, lo, hi, w0
+    for p in range(height * width):
+        plane[p] = 0
     for i in range(kernel_h):
         for j in range(kernel_w):
-            row = (c * kernel_h + i) * kernel_w + j
+            src = &cols[n, (c * kernel_h + i) * kernel_w + j, 0]
             _valid_ow(j, stride, pad, width, out_w, &lo, &hi)
             w0 = j - pad
             for oh in range(out_h):
                 h = oh * stride - pad + i
-                if h < 0 or h >= height:
-                    continue
-                base = oh * out_w
-                for ow in range(lo, hi):
-                    dx[n, c, h, ow * stride + w0] += cols[n, row, base + ow]
+                if h >= 0 and h < height:
+                    dst = plane + h * width + w0     # dx[n, c, h, ow*S + w0] = dst[ow*S]
+                    if stride == 1:
+                        for ow in range(lo, hi):
+                            dst[ow] += src[ow]
+                    else:
+                        for ow in range(lo, hi):
+                            dst[ow * stride] += src[ow]
+                src += out_w
 
 
 def col2im_t(const floating[:, :, ::1] cols not None,     # IN  (N, C*KH*KW, OH*OW)
