@@ -272,9 +272,10 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, n_threads=None
     and the forward's input ``x``.
 
     ``need_dx=False`` (a network's first layer) skips the input gradient: ``dx`` is None.
-    Per sample, x is unfolded again into a cache-sized buffer; ``dW_n = dout_n (FN, P) @
-    cols[n].T`` and ``dcols_n = W.T @ dout_n`` (folded back by col2im).  ``dW`` sums the
-    per-sample products in a fixed order, so it does not depend on the thread count.
+    Per sample, x is unfolded again into a cache-sized buffer; ``dW_n.T = cols[n] (K, P) @
+    dout_n.T`` (measured 1.3-1.5x faster than ``dout_n @ cols[n].T`` at these thin shapes)
+    and ``dcols_n = W.T @ dout_n`` (folded back by col2im).  ``dW`` sums the per-sample
+    products in a fixed order, so it does not depend on the thread count.
     """
     dtype = _common_dtype(("dout", dout), ("x", x), ("W", W))
     x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
@@ -287,7 +288,7 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, n_threads=None
                          f"got {dout.shape}")
     dout3 = dout.reshape(n_batch, n_filters, n_pix)
     w_t = W.reshape(n_filters, k).T
-    dw_per_sample = np.empty((n_batch, n_filters, k), dtype=dtype)
+    dwt_per_sample = np.empty((n_batch, k, n_filters), dtype=dtype)
     dx = np.empty(x.shape, dtype=dtype) if need_dx else None
     step = _micro_batch(k, n_pix, dtype.itemsize)
 
@@ -299,7 +300,7 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, n_threads=None
             z = min(step, hi - a)
             cols = buf[:z]
             _im2col.im2col_t(x[a:a + z], cols, kernel_h, kernel_w, stride, pad, out_h, out_w, 1)
-            np.matmul(dout3[a:a + z], cols.transpose(0, 2, 1), out=dw_per_sample[a:a + z])
+            np.matmul(cols, dout3[a:a + z].transpose(0, 2, 1), out=dwt_per_sample[a:a + z])
             if need_dx:
                 dcols = dbuf[:z]
                 np.matmul(w_t, dout3[a:a + z], out=dcols)
@@ -307,7 +308,7 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, n_threads=None
                                  out_h, out_w, 1)
 
     run_chunks(chunk, n_batch, _threads(n_threads, dout.size * k))
-    dW = dw_per_sample.sum(axis=0).reshape(W.shape)
+    dW = np.ascontiguousarray(dwt_per_sample.sum(axis=0).T).reshape(W.shape)
     db = dout3.sum(axis=(0, 2))
     return dx, dW, db
 
