@@ -14,6 +14,13 @@ import os as _os
 # unless the user chose a policy.  Read by the OpenMP runtime when it starts.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from ._memory import keep_freed_memory as _keep_freed_memory
+
+# glibc: keep freed heap in the process, so that training steps stop faulting pages in
+# (see cnn_core._memory; CNN_CORE_KEEP_MEMORY=0 turns it off).  Done at import, before
+# the heap fills: applied later it measured less effective.
+_keep_freed_memory()
+
 from ._threads import get_num_threads, openmp_enabled, set_num_threads
 from . import datasets, functional, functions, layers, optim
 from .gradcheck import gradient_check

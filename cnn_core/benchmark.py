@@ -265,9 +265,19 @@ def peak_rss_delta(setup, *args, fresh_process=True, timeout=1800, **kwargs):
         return _measure_peak(setup, args, kwargs)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-    # spawn, not fork: a fresh interpreter, and safe after OpenMP use (see cnn_core._mp)
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_measure_peak, setup, args, kwargs).result(timeout)
+    # The child does not keep freed heap (cnn_core._memory): memory that setup freed would
+    # then serve the workload without raising the RSS, and the footprint would read low.
+    saved = os.environ.get("CNN_CORE_KEEP_MEMORY")
+    os.environ["CNN_CORE_KEEP_MEMORY"] = "0"
+    try:
+        # spawn, not fork: a fresh interpreter, and safe after OpenMP use (see cnn_core._mp)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_measure_peak, setup, args, kwargs).result(timeout)
+    finally:
+        if saved is None:
+            del os.environ["CNN_CORE_KEEP_MEMORY"]
+        else:
+            os.environ["CNN_CORE_KEEP_MEMORY"] = saved
 
 
 def train_workload(model_name, steps=20, batch_size=100, threads=1, seed=0):

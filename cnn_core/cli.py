@@ -138,6 +138,8 @@ def cmd_info(args):
     from . import __version__, get_num_threads, openmp_enabled
     print(f"cnn_core {__version__} (Python {platform.python_version()}, NumPy {np.__version__})")
     print(f"OpenMP: {'on' if openmp_enabled() else 'off'}; kernel threads: {get_num_threads()}")
+    from ._memory import keep_freed_memory
+    print(f"freed memory kept between steps: {keep_freed_memory()}")
     for info in threadpool_info():
         if info.get("user_api") == "blas":
             print(f"BLAS: {info.get('internal_api')} {info.get('version')} "
