@@ -298,7 +298,8 @@ def train_workload(model_name, steps=20, batch_size=100, threads=1, seed=0):
 
 # ----------------------------------------------------------------------------- profile
 _KERNELS = ("im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward",
-            "avgpool2d_backward", "batchnorm_stats", "batchnorm_forward", "batchnorm_backward")
+            "avgpool2d_backward", "batchnorm_stats", "batchnorm_forward", "batchnorm_backward",
+            "relu_forward", "relu_backward", "adam_update")
 
 
 @contextlib.contextmanager
@@ -368,7 +369,10 @@ def profile_train_step(model_name, batch_size=100, repeats=10, threads=1, x=None
             record = i >= warmup
             step_start = clock()
             h = net._as_input(xb)
-            for k, layer in enumerate(net.layers):
+            order = net.execution_order()    # Relu after a max pool runs after it
+            position = {id(layer): k for k, layer in enumerate(net.layers)}
+            for layer in order:
+                k = position[id(layer)]
                 sink = {}
                 with _timed_kernels(sink):
                     start = clock()
@@ -383,11 +387,12 @@ def profile_train_step(model_name, batch_size=100, repeats=10, threads=1, x=None
             start = clock()
             dout = net.last_layer.backward(1)
             loss_bwd = clock() - start
-            for k in reversed(range(n_layers)):
+            for layer in reversed(order):
+                k = position[id(layer)]
                 sink = {}
                 with _timed_kernels(sink):
                     start = clock()
-                    dout = net.layers[k].backward(dout)
+                    dout = layer.backward(dout)
                     elapsed = clock() - start
                 if record:
                     samples[k]["backward"].append(elapsed)

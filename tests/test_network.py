@@ -183,3 +183,39 @@ def test_hostile_pickle_is_refused_and_not_executed(tmp_path):
     with pytest.raises(ValueError, match="system"):
         net.load_params(path)
     assert not marker.exists()
+
+
+def _book_order_pass(net, x, t):
+    """Forward and backward through net.layers in the written order (no reordering)."""
+    h = net._as_input(x)
+    for layer in net.layers:
+        h = layer.forward(h, True)
+    loss = net.last_layer.forward(h, t)
+    d = net.last_layer.backward(1)
+    for layer in reversed(net.layers):
+        d = layer.backward(d)
+    return h.copy(), loss, {name: layer.grads[key].copy()
+                            for name, (layer, key) in net._index.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_before_max_pool_runs_after_it_with_identical_results(dtype):
+    from cnn_core.layers import AvgPooling
+    layers = [Conv2D(4, 3, pad=1), Relu(), Pooling(2, 2, stride=2), Relu(), Dense(5)]
+    net = Sequential(layers, (2, 7, 9), dtype=dtype, seed=3)
+    order = net.execution_order()
+    assert order[:3] == [layers[0], layers[2], layers[1]] and order[3:] == layers[3:]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 2, 7, 9)).astype(dtype)
+    x[0] = 0.0                       # all-zero windows: ties at 0 after the ReLU
+    x[1, :, 2:4, 2:4] = np.nan       # NaN through both layers
+    t = rng.integers(0, 5, 6)
+    scores = net.predict(x, train_flg=True).copy()
+    grads = {k: v.copy() for k, v in net.gradient(x, t).items()}
+    ref_scores, _, ref_grads = _book_order_pass(net, x, t)
+    np.testing.assert_array_equal(scores, ref_scores)
+    for k in ref_grads:
+        np.testing.assert_array_equal(grads[k], ref_grads[k])
+    # average pooling does not commute with ReLU, and subclasses are left alone
+    net2 = Sequential([Conv2D(2, 3), Relu(), AvgPooling(2, 2, stride=2)], (1, 6, 6))
+    assert net2.execution_order() == net2.layers
