@@ -129,6 +129,59 @@ cdef inline void _valid_ow(Py_ssize_t j, Py_ssize_t stride, Py_ssize_t pad, Py_s
         lo[0] = hi[0]
 
 
+cdef inline void _same_rows(Py_ssize_t i, Py_ssize_t pad, Py_ssize_t height, Py_ssize_t out_h,
+                            Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """[lo, hi) := the oh for which 0 <= oh - P + i < H (stride 1)."""
+    lo[0] = pad - i if pad > i else 0
+    hi[0] = height + pad - i
+    if hi[0] > out_h:
+        hi[0] = out_h
+    if hi[0] < lo[0]:
+        hi[0] = lo[0]
+
+
+cdef inline void _im2col_t_plane_same(const floating* plane, floating* dst,
+                                      Py_ssize_t height, Py_ssize_t width,
+                                      Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                                      Py_ssize_t pad, Py_ssize_t out_h) noexcept nogil:
+    """Stride 1 with OW == W (a "same" width, 2P == KW - 1): for a fixed (i, j) the valid
+    rows of the cols row are ONE contiguous run of x shifted by (i - P)*W + (j - P), so it
+    is copied in one long loop, then the cells that wrapped around a row end (ow - P + j
+    outside [0, W)) are zeroed.  Short rows (DeepConvNet's 8- and 14-wide planes) cost a
+    loop set-up each in the general form."""
+    cdef Py_ssize_t n_pix = out_h * width, plane_size = height * width
+    cdef Py_ssize_t i, j, q, oh, ow, r_lo, r_hi, lo, hi, start, length, q_lo, q_hi
+    cdef floating* d
+    for i in range(kernel_h):
+        _same_rows(i, pad, height, out_h, &r_lo, &r_hi)
+        for j in range(kernel_w):
+            d = dst + (i * kernel_w + j) * n_pix
+            _valid_ow(j, 1, pad, width, width, &lo, &hi)
+            for q in range(r_lo * width):
+                d[q] = 0
+            for q in range(r_hi * width, n_pix):
+                d[q] = 0
+            # d[r_lo*W + q] = plane[start + q], q in [0, length), clipped to the plane
+            start = (r_lo - pad + i) * width + (j - pad)
+            length = (r_hi - r_lo) * width
+            q_lo = -start if start < 0 else 0
+            q_hi = plane_size - start if start + length > plane_size else length
+            if q_hi < q_lo:
+                q_hi = q_lo
+            d += r_lo * width
+            for q in range(q_lo):
+                d[q] = 0
+            for q in range(q_lo, q_hi):
+                d[q] = plane[start + q]
+            for q in range(q_hi, length):
+                d[q] = 0
+            for oh in range(r_hi - r_lo):           # the wrapped cells
+                for ow in range(lo):
+                    d[oh * width + ow] = 0
+                for ow in range(hi, width):
+                    d[oh * width + ow] = 0
+
+
 cdef inline void _im2col_t_plane(const floating[:, :, :, ::1] x, floating[:, :, ::1] cols,
                                  Py_ssize_t n, Py_ssize_t c,
                                  Py_ssize_t kernel_h, Py_ssize_t kernel_w,
@@ -143,6 +196,10 @@ cdef inline void _im2col_t_plane(const floating[:, :, :, ::1] x, floating[:, :, 
     cdef floating* dst
     cdef const floating* src
     cdef Py_ssize_t i, j, oh, ow, h, lo, hi, w0
+    if stride == 1 and out_w == width:
+        _im2col_t_plane_same(plane, &cols[n, c * kernel_h * kernel_w, 0], height, width,
+                             kernel_h, kernel_w, pad, out_h)
+        return
     for i in range(kernel_h):
         for j in range(kernel_w):
             dst = &cols[n, (c * kernel_h + i) * kernel_w + j, 0]
@@ -181,7 +238,35 @@ def im2col_t(const floating[:, :, :, ::1] x not None,    # IN  (N, C, H, W)
                             kernel_h, kernel_w, stride, pad, out_h, out_w)
 
 
-cdef inline void _col2im_t_plane(const floating[:, :, ::1] cols, floating[:, :, :, ::1] dx,
+cdef inline void _col2im_t_plane_same(floating* src, floating* plane,
+                                      Py_ssize_t height, Py_ssize_t width,
+                                      Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+                                      Py_ssize_t pad, Py_ssize_t out_h) noexcept nogil:
+    """The adjoint of _im2col_t_plane_same: the cols entries of wrapped cells are set to 0
+    (cols is the convolution's scratch buffer), then each (i, j) row is added to the plane
+    in one long run.  Every dx cell receives its terms in the general loop's order."""
+    cdef Py_ssize_t n_pix = out_h * width, plane_size = height * width
+    cdef Py_ssize_t i, j, q, oh, ow, r_lo, r_hi, lo, hi, start, length, q_lo, q_hi
+    cdef floating* s
+    for i in range(kernel_h):
+        _same_rows(i, pad, height, out_h, &r_lo, &r_hi)
+        for j in range(kernel_w):
+            s = src + (i * kernel_w + j) * n_pix + r_lo * width
+            _valid_ow(j, 1, pad, width, width, &lo, &hi)
+            for oh in range(r_hi - r_lo):
+                for ow in range(lo):
+                    s[oh * width + ow] = 0
+                for ow in range(hi, width):
+                    s[oh * width + ow] = 0
+            start = (r_lo - pad + i) * width + (j - pad)
+            length = (r_hi - r_lo) * width
+            q_lo = -start if start < 0 else 0
+            q_hi = plane_size - start if start + length > plane_size else length
+            for q in range(q_lo, q_hi):
+                plane[start + q] += s[q]
+
+
+cdef inline void _col2im_t_plane(floating[:, :, ::1] cols, floating[:, :, :, ::1] dx,
                                  Py_ssize_t n, Py_ssize_t c,
                                  Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                                  Py_ssize_t stride, Py_ssize_t pad,
@@ -197,6 +282,10 @@ cdef inline void _col2im_t_plane(const floating[:, :, ::1] cols, floating[:, :, 
     cdef Py_ssize_t i, j, oh, ow, h, lo, hi, w0
     for p in range(height * width):
         plane[p] = 0
+    if stride == 1 and out_w == width:
+        _col2im_t_plane_same(&cols[n, c * kernel_h * kernel_w, 0], plane, height, width,
+                             kernel_h, kernel_w, pad, out_h)
+        return
     for i in range(kernel_h):
         for j in range(kernel_w):
             src = &cols[n, (c * kernel_h + i) * kernel_w + j, 0]
@@ -215,7 +304,8 @@ cdef inline void _col2im_t_plane(const floating[:, :, ::1] cols, floating[:, :, 
                 src += out_w
 
 
-def col2im_t(const floating[:, :, ::1] cols not None,     # IN  (N, C*KH*KW, OH*OW)
+def col2im_t(floating[:, :, ::1] cols not None,     # IN  (N, C*KH*KW, OH*OW), scratch: a
+                                                   # "same" convolution zeroes wrapped cells
              floating[:, :, :, ::1] dx not None,          # OUT (N, C, H, W), overwritten
              Py_ssize_t kernel_h, Py_ssize_t kernel_w,
              Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t out_h, Py_ssize_t out_w,

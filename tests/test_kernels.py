@@ -37,6 +37,11 @@ CONV_CASES = [
     ((2, 2, 4, 6), 1, 1, 3, 2),    # 1x1 with pad 2: whole rows/columns of zeros
     ((2, 2, 3, 3), 7, 7, 1, 2),    # window == padded input: a 1x1 output
     ((1, 1, 1, 1), 1, 1, 1, 0),    # the smallest problem
+    # stride 1 with OW == W: the convolution's one-run "same" path (pyx/_im2col.pyx)
+    ((2, 2, 6, 4), 5, 3, 1, 1),    # taller than wide window, OH < H
+    ((2, 2, 1, 1), 3, 3, 1, 1),    # 1x1 plane: every cell but the centre is padding
+    ((1, 2, 2, 1), 1, 3, 1, 1),    # W = 1 and OH > H: whole rows of padding
+    ((2, 2, 3, 2), 3, 5, 1, 2),    # pad 2 wider than the plane
 ]
 # (x_shape, pool_h, pool_w, stride, pad) for pooling; pad < window.
 POOL_CASES = [
