@@ -206,9 +206,11 @@ def _check_out(name, out, shape, dtype):
 
 
 # ----------------------------------------------------------------------------- convolution
-#: im2col buffer per GEMM, in bytes: small enough to stay in a core's cache between being
-#: written by im2col and read by the GEMM (a whole-batch matrix goes through memory twice)
-CONV_BUFFER_BYTES = 1 << 19
+#: im2col buffer per chunk step, in bytes: a few samples at a time, never the whole batch's
+#: matrix (which would go through memory twice, and cost ~100 MiB at DeepConvNet's sizes).
+#: 2 MiB rather than 512 KiB: fewer Python-level steps, whose glue holds the GIL while the
+#: other chunk waits (DeepConvNet conv2 backward at 2 threads: 6.35 -> 4.73 ms)
+CONV_BUFFER_BYTES = 1 << 21
 
 
 def _conv_args(x, W, stride, pad, dtype):
@@ -289,6 +291,7 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, n_threads=None
     dout3 = dout.reshape(n_batch, n_filters, n_pix)
     w_t = W.reshape(n_filters, k).T
     dwt_per_sample = np.empty((n_batch, k, n_filters), dtype=dtype)
+    db_per_sample = np.empty((n_batch, n_filters), dtype=dtype)
     dx = np.empty(x.shape, dtype=dtype) if need_dx else None
     step = _micro_batch(k, n_pix, dtype.itemsize)
 
@@ -301,6 +304,7 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, n_threads=None
             cols = buf[:z]
             _im2col.im2col_t(x[a:a + z], cols, kernel_h, kernel_w, stride, pad, out_h, out_w, 1)
             np.matmul(cols, dout3[a:a + z].transpose(0, 2, 1), out=dwt_per_sample[a:a + z])
+            np.sum(dout3[a:a + z], axis=2, out=db_per_sample[a:a + z])
             if need_dx:
                 dcols = dbuf[:z]
                 np.matmul(w_t, dout3[a:a + z], out=dcols)
@@ -309,7 +313,7 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, n_threads=None
 
     run_chunks(chunk, n_batch, _threads(n_threads, dout.size * k))
     dW = np.ascontiguousarray(dwt_per_sample.sum(axis=0).T).reshape(W.shape)
-    db = dout3.sum(axis=(0, 2))
+    db = db_per_sample.sum(axis=0)       # (per sample in the chunks: in cache, in parallel)
     return dx, dW, db
 
 
