@@ -28,7 +28,9 @@ import os
 import pickle
 import re
 import secrets
+import socket
 import stat
+import time
 import zipfile
 from collections.abc import Mapping
 
@@ -296,18 +298,65 @@ def _check_arrays(arrays, fname):
     return items
 
 
+def _temp_prefix(base):
+    """Temporary files beside ``base`` are ``.{base}.{host}.{pid}.{random}.tmp``: the host
+    and pid let a later save recognise the leftovers of a killed writer (see
+    :func:`_sweep_stale_temps`)."""
+    host = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in socket.gethostname())
+    return f".{base}.{host or 'host'}."
+
+
 def _open_temp_beside(fname):
     """(fd, temp path) for a new file next to ``fname``; O_EXCL, and mode 0o666 minus the umask."""
     directory = os.path.dirname(os.path.abspath(fname))
-    base = os.path.basename(fname)
+    prefix = _temp_prefix(os.path.basename(fname))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(directory, f"{prefix}{os.getpid()}.{secrets.token_hex(6)}.tmp")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a temporary file beside {fname}")
+
+
+#: a leftover must be at least this old (seconds) before it is removed
+STALE_TEMP_AGE = 60.0
+
+
+def _sweep_stale_temps(fname):
+    """Remove temporary files of ``fname`` left by writers on this host that were killed
+    (SIGKILL, power loss) before they could clean up: same host name, a pid that no longer
+    exists, and older than :data:`STALE_TEMP_AGE`.  POSIX only (on Windows ``os.kill``
+    cannot probe a pid); anything uncertain is left alone."""
+    if os.name != "posix":
+        return
+    directory = os.path.dirname(os.path.abspath(fname))
+    prefix = _temp_prefix(os.path.basename(fname))
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid_text = name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue                      # the writer is alive (or the pid was reused)
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, OSError):
+            continue                      # alive under another user, or not a real pid
+        path = os.path.join(directory, name)
+        try:
+            if now - os.lstat(path).st_mtime >= STALE_TEMP_AGE:
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 def _fsync_directory(directory):
@@ -355,7 +404,8 @@ def atomic_write(path, write):
 
     The data goes to a temporary file beside ``path``, is flushed and fsynced, then
     renamed over it (keeping an existing file's permissions); on any error, or an
-    interrupt, the temporary file is removed and an existing ``path`` is untouched.
+    interrupt, the temporary file is removed and an existing ``path`` is untouched.  A
+    successful write also removes temporary files of ``path`` that killed writers left.
     """
     fname = os.fspath(path)
     mode = None
@@ -379,6 +429,7 @@ def atomic_write(path, write):
             pass
         raise
     _fsync_directory(os.path.dirname(os.path.abspath(fname)))
+    _sweep_stale_temps(fname)
 
 
 def _decode_meta(value, fname):

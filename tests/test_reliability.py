@@ -530,8 +530,28 @@ SAVER_CHILD = """
 
 
 def _temp_pattern(path):
-    """What cnn_core.io.save_npz names its temporary files: ``.{name}.{12 hex}.tmp``."""
-    return re.compile(rf"^\.{re.escape(path.name)}\.[0-9a-f]{{12}}\.tmp$")
+    """What cnn_core.io.save_npz names its temporary files: ``.{name}.{host}.{pid}.{12 hex}.tmp``."""
+    return re.compile(rf"^\.{re.escape(path.name)}\.[A-Za-z0-9_-]+\.[0-9]+\.[0-9a-f]{{12}}\.tmp$")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the sweep probes pids (POSIX only)")
+def test_later_saves_sweep_temporaries_of_killed_writers(tmp_path, monkeypatch):
+    import cnn_core.io as cio
+    monkeypatch.setattr(cio, "STALE_TEMP_AGE", 0.0)
+    path = tmp_path / "model.npz"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    prefix = cio._temp_prefix(path.name)
+    stale = tmp_path / f"{prefix}{dead.pid}.0123456789ab.tmp"
+    alive = tmp_path / f"{prefix}{os.getppid()}.0123456789ab.tmp"     # a live writer
+    foreign = tmp_path / f".{path.name}.otherhost.{dead.pid}.0123456789ab.tmp"
+    unrelated = tmp_path / f".other.npz.x.{dead.pid}.0123456789ab.tmp"
+    for p in (stale, alive, foreign, unrelated):
+        p.write_bytes(b"partial")
+    cnn_core.SimpleConvNet(seed=0).save_params(path)
+    assert not stale.exists()
+    assert alive.exists() and foreign.exists() and unrelated.exists()
+    assert load_model(path) is not None
 
 
 def test_checkpoint_survives_sigkill_during_save(tmp_path, capsys):
@@ -579,6 +599,6 @@ def test_checkpoint_survives_sigkill_during_save(tmp_path, capsys):
     assert len(temps_seen) <= kills
     terminal_line(capsys, (
         f"checkpoint kill test: {kills} SIGKILLs at random moments, {interrupted} of them "
-        f"mid-save (a stale temporary file left each time: save_npz removes its temporary "
-        f"file on errors, but nothing can after SIGKILL, and later saves do not sweep them); "
+        f"mid-save (a temporary file left each time: nothing can remove it at SIGKILL; "
+        f"later saves sweep such files once they are {cnn_core.io.STALE_TEMP_AGE:.0f} s old); "
         f"the checkpoint loaded every time (last version {last_k})"))
