@@ -581,10 +581,40 @@ def _thread_runs():
                                                            n_threads=t),
         "batchnorm_backward": lambda t: F.batchnorm_backward(dout_bn, x_bn, gamma, mean, inv_std,
                                                              n_threads=t),
+        "conv2d_same_forward": lambda t: (F.conv2d_forward(x, W, b, 1, 1, n_threads=t),),
+        "conv2d_same_backward": lambda t: F.conv2d_backward(
+            F.conv2d_forward(x, W, b, 1, 1), x, W, 1, 1, n_threads=t),
+        "relu_forward": lambda t: (F.relu_forward(x, n_threads=t),),
+        "relu_backward": lambda t: (F.relu_backward(dout_avg, avg_out, n_threads=t),),
+        "adam_update": lambda t: _adam_run(x_bn, dout_bn, t),
     }
 
 
+def _adam_run(p, g, t):
+    p, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    for _ in range(3):
+        F.adam_update(p, g, m, v, 0.01, 0.9, 0.999, 1e-7, n_threads=t)
+    return p, m, v
+
+
 THREAD_RUNS = _thread_runs()
+
+
+@pytest.mark.parametrize("stride,pad", [(1, 1), (2, 0)])
+def test_convolution_does_not_depend_on_the_micro_batch_size(monkeypatch, stride, pad):
+    """The convolution unfolds a few samples at a time (functional.CONV_BUFFER_BYTES): one
+    sample per step and the whole batch in one step give the same bits."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((9, 3, 10, 7)).astype(np.float32)
+    W = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    results = []
+    for size in (1, 1 << 30):
+        monkeypatch.setattr(F, "CONV_BUFFER_BYTES", size)
+        out = F.conv2d_forward(x, W, b, stride, pad, n_threads=2)
+        results.append((out,) + F.conv2d_backward(np.cos(out), x, W, stride, pad, n_threads=2))
+    for a, c in zip(*results):
+        assert_array_equal(a, c)
 
 
 @pytest.mark.parametrize("name", sorted(THREAD_RUNS))
