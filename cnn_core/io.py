@@ -320,14 +320,16 @@ def _open_temp_beside(fname):
     raise FileExistsError(f"could not create a temporary file beside {fname}")
 
 
-#: a leftover must be at least this old (seconds) before it is removed
-STALE_TEMP_AGE = 60.0
+#: a leftover must be at least this old (seconds) before it is removed: long enough that a
+#: live writer the pid probe cannot see (another PID namespace with the same host name, e.g.
+#: containers on a shared volume) has long finished
+STALE_TEMP_AGE = 3600.0
 
 
 def _sweep_stale_temps(fname):
     """Remove temporary files of ``fname`` left by writers on this host that were killed
     (SIGKILL, power loss) before they could clean up: same host name, a pid that no longer
-    exists, and older than :data:`STALE_TEMP_AGE`.  POSIX only (on Windows ``os.kill``
+    exists, and older than :data:`STALE_TEMP_AGE` (an hour).  POSIX only (on Windows ``os.kill``
     cannot probe a pid); anything uncertain is left alone."""
     if os.name != "posix":
         return
@@ -338,12 +340,14 @@ def _sweep_stale_temps(fname):
     except OSError:
         return
     now = time.time()
+    # exactly what _open_temp_beside writes (not a prefix: "model.npz" must not match the
+    # temporaries of a file named "model.npz.<host>.<digits>")
+    shape = re.compile(re.escape(prefix) + r"([0-9]{1,10})\.[0-9a-f]{12}\.tmp")
     for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
+        match = shape.fullmatch(name)
+        if match is None or int(match.group(1)) == os.getpid():
             continue
-        pid_text = name[len(prefix):].split(".", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
-            continue
+        pid_text = match.group(1)
         try:
             os.kill(int(pid_text), 0)
             continue                      # the writer is alive (or the pid was reused)

@@ -94,7 +94,7 @@ class Trainer:
             if not isinstance(getattr(self.optimizer, "lr", None), numbers.Real):
                 raise ValueError(f"lr_decay='cosine' needs an optimizer with a numeric lr, "
                                  f"got {type(self.optimizer).__name__}")
-            lr_decay = _cosine_schedule(float(self.optimizer.lr), self.epochs)
+            lr_decay = _cosine_schedule(float(self.optimizer.lr), lambda: self.epochs)
         elif lr_decay is not None and not callable(lr_decay):
             try:
                 factor = float(lr_decay)
@@ -214,9 +214,11 @@ class Trainer:
 
 def _cosine_schedule(lr0, epochs):
     """f(epoch, lr) -> the learning rate for the epoch after ``epoch``: a half cosine from
-    ``lr0`` down to 0 over ``epochs`` (SGDR without restarts, per epoch)."""
+    ``lr0`` down to 0 over ``epochs()`` epochs (SGDR without restarts, per epoch).  The
+    total is read at every call, so raising ``trainer.epochs`` stretches the schedule."""
     def schedule(epoch, lr):
-        return lr0 * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs))
+        total = epochs()
+        return lr0 * 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / total))
     return schedule
 
 

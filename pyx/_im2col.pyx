@@ -131,8 +131,10 @@ cdef inline void _valid_ow(Py_ssize_t j, Py_ssize_t stride, Py_ssize_t pad, Py_s
 
 cdef inline void _same_rows(Py_ssize_t i, Py_ssize_t pad, Py_ssize_t height, Py_ssize_t out_h,
                             Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """[lo, hi) := the oh for which 0 <= oh - P + i < H (stride 1)."""
+    """[lo, hi) := the oh for which 0 <= oh - P + i < H (stride 1); lo <= hi <= OH."""
     lo[0] = pad - i if pad > i else 0
+    if lo[0] > out_h:
+        lo[0] = out_h
     hi[0] = height + pad - i
     if hi[0] > out_h:
         hi[0] = out_h
@@ -165,6 +167,8 @@ cdef inline void _im2col_t_plane_same(const floating* plane, floating* dst,
             start = (r_lo - pad + i) * width + (j - pad)
             length = (r_hi - r_lo) * width
             q_lo = -start if start < 0 else 0
+            if q_lo > length:
+                q_lo = length
             q_hi = plane_size - start if start + length > plane_size else length
             if q_hi < q_lo:
                 q_hi = q_lo

@@ -546,11 +546,15 @@ def test_later_saves_sweep_temporaries_of_killed_writers(tmp_path, monkeypatch):
     alive = tmp_path / f"{prefix}{os.getppid()}.0123456789ab.tmp"     # a live writer
     foreign = tmp_path / f".{path.name}.otherhost.{dead.pid}.0123456789ab.tmp"
     unrelated = tmp_path / f".other.npz.x.{dead.pid}.0123456789ab.tmp"
-    for p in (stale, alive, foreign, unrelated):
+    odd_digit = tmp_path / f"{prefix}\u00b2.0123456789ab.tmp"        # isdigit() but not int()
+    # the temporary of a live writer of another file, "model.npz.<host>.<digits>"
+    other_target = tmp_path / f"{prefix}{dead.pid}.{prefix[len(path.name) + 2:]}{os.getpid()}.0123456789ab.tmp"
+    kept = (alive, foreign, unrelated, odd_digit, other_target)
+    for p in (stale,) + kept:
         p.write_bytes(b"partial")
     cnn_core.SimpleConvNet(seed=0).save_params(path)
     assert not stale.exists()
-    assert alive.exists() and foreign.exists() and unrelated.exists()
+    assert all(p.exists() for p in kept)
     assert load_model(path) is not None
 
 

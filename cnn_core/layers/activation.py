@@ -17,7 +17,7 @@ class Relu(Layer):
 
     @property
     def mask(self):
-        """The book's mask: True where the gradient is stopped (x <= 0)."""
+        """The book's mask: True where the gradient is stopped (x <= 0, and NaN)."""
         return None if getattr(self, "out", None) is None else ~(self.out > 0)
 
     def backward(self, dout):
