@@ -155,6 +155,10 @@ class Trainer:
     def train(self):
         from tqdm.auto import tqdm
 
+        if getattr(self.lr_decay, "from_completed_epochs", False) and hasattr(self.optimizer, "lr"):
+            # the cosine schedule, from the epochs completed so far and the current total:
+            # train() again after raising trainer.epochs goes on along the longer schedule
+            self.optimizer.lr = self.lr_decay(self.current_epoch, self.optimizer.lr)
         for epoch in range(self.current_epoch, self.epochs):
             t0 = time.perf_counter()
             bar = tqdm(total=self.iter_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}",
@@ -215,10 +219,12 @@ class Trainer:
 def _cosine_schedule(lr0, epochs):
     """f(epoch, lr) -> the learning rate for the epoch after ``epoch``: a half cosine from
     ``lr0`` down to 0 over ``epochs()`` epochs (SGDR without restarts, per epoch).  The
-    total is read at every call, so raising ``trainer.epochs`` stretches the schedule."""
+    total is read at every call, and ``train()`` re-applies it when it starts, so raising
+    ``trainer.epochs`` and training again continues along the longer schedule."""
     def schedule(epoch, lr):
         total = epochs()
         return lr0 * 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / total))
+    schedule.from_completed_epochs = True
     return schedule
 
 

@@ -111,6 +111,13 @@ def test_cosine_lr_decay(digits):
     expected = [0.01 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
     assert [h["lr"] for h in tr.history] == pytest.approx(expected)
     assert tr.optimizer.lr == pytest.approx(0.0, abs=1e-15)
+    # raising epochs and training again continues along the longer schedule
+    tr2 = _trainer(digits, epochs=2, lr_decay="cosine")
+    tr2.train()
+    tr2.epochs = 4
+    tr2.train()
+    assert [h["lr"] for h in tr2.history] == pytest.approx(
+        [0.01, 0.005] + [0.01 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in (2, 3)])
     for bad in ("linear", "0", -0.5, 1.5, [0.5]):
         with pytest.raises(ValueError, match="lr_decay"):
             _trainer(digits, epochs=2, lr_decay=bad)
