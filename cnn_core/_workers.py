@@ -66,12 +66,19 @@ def blas_single_thread():
             lib.set_num_threads(n)
 
 
+def split_bounds(n_items, count):
+    """Boundaries of ``[0, n_items)`` cut into ``count`` (at most n_items, at least 1)
+    contiguous parts of near-equal size: ``[0, ..., n_items]``."""
+    count = max(1, min(count, n_items))
+    return [n_items * i // count for i in range(count + 1)]
+
+
 def run_chunks(fn, n_items, n_threads):
     """Call ``fn(start, stop)`` over ``[0, n_items)`` cut into ``n_threads`` contiguous chunks,
     concurrently (the calling thread takes the first chunk).  ``fn`` must release the GIL
     for its heavy parts and write only its own slice of any output."""
-    n_chunks = max(1, min(n_threads, n_items))
-    bounds = [n_items * i // n_chunks for i in range(n_chunks + 1)]
+    bounds = split_bounds(n_items, n_threads)
+    n_chunks = len(bounds) - 1
     with blas_single_thread():
         if n_chunks == 1:
             fn(0, n_items)

@@ -142,6 +142,37 @@ cdef inline void _same_rows(Py_ssize_t i, Py_ssize_t pad, Py_ssize_t height, Py_
         hi[0] = lo[0]
 
 
+cdef inline void _same_run(Py_ssize_t i, Py_ssize_t j, Py_ssize_t pad, Py_ssize_t height,
+                           Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t* r_lo,
+                           Py_ssize_t* r_hi, Py_ssize_t* lo, Py_ssize_t* hi, Py_ssize_t* start,
+                           Py_ssize_t* length, Py_ssize_t* q_lo, Py_ssize_t* q_hi) noexcept nogil:
+    """The one run of cols row (i, j) in a stride-1, OW == W convolution: its valid rows
+    [r_lo, r_hi), its valid columns [lo, hi) (the others wrapped around a row end), and the
+    run itself: cols_row[r_lo*W + q] <-> plane[start + q], q in [0, length), of which
+    [q_lo, q_hi) lies inside the plane (0 <= q_lo <= q_hi <= length)."""
+    _same_rows(i, pad, height, out_h, r_lo, r_hi)
+    _valid_ow(j, 1, pad, width, width, lo, hi)
+    start[0] = (r_lo[0] - pad + i) * width + (j - pad)
+    length[0] = (r_hi[0] - r_lo[0]) * width
+    q_lo[0] = -start[0] if start[0] < 0 else 0
+    if q_lo[0] > length[0]:
+        q_lo[0] = length[0]
+    q_hi[0] = height * width - start[0] if start[0] + length[0] > height * width else length[0]
+    if q_hi[0] < q_lo[0]:
+        q_hi[0] = q_lo[0]
+
+
+cdef inline void _zero_wrapped(floating* d, Py_ssize_t rows, Py_ssize_t width,
+                               Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """d[oh*W + ow] := 0 for oh < rows and ow outside [lo, hi)."""
+    cdef Py_ssize_t oh, ow
+    for oh in range(rows):
+        for ow in range(lo):
+            d[oh * width + ow] = 0
+        for ow in range(hi, width):
+            d[oh * width + ow] = 0
+
+
 cdef inline void _im2col_t_plane_same(const floating* plane, floating* dst,
                                       Py_ssize_t height, Py_ssize_t width,
                                       Py_ssize_t kernel_h, Py_ssize_t kernel_w,
@@ -151,27 +182,18 @@ cdef inline void _im2col_t_plane_same(const floating* plane, floating* dst,
     is copied in one long loop, then the cells that wrapped around a row end (ow - P + j
     outside [0, W)) are zeroed.  Short rows (DeepConvNet's 8- and 14-wide planes) cost a
     loop set-up each in the general form."""
-    cdef Py_ssize_t n_pix = out_h * width, plane_size = height * width
-    cdef Py_ssize_t i, j, q, oh, ow, r_lo, r_hi, lo, hi, start, length, q_lo, q_hi
+    cdef Py_ssize_t n_pix = out_h * width
+    cdef Py_ssize_t i, j, q, r_lo, r_hi, lo, hi, start, length, q_lo, q_hi
     cdef floating* d
     for i in range(kernel_h):
-        _same_rows(i, pad, height, out_h, &r_lo, &r_hi)
         for j in range(kernel_w):
+            _same_run(i, j, pad, height, width, out_h, &r_lo, &r_hi, &lo, &hi,
+                      &start, &length, &q_lo, &q_hi)
             d = dst + (i * kernel_w + j) * n_pix
-            _valid_ow(j, 1, pad, width, width, &lo, &hi)
             for q in range(r_lo * width):
                 d[q] = 0
             for q in range(r_hi * width, n_pix):
                 d[q] = 0
-            # d[r_lo*W + q] = plane[start + q], q in [0, length), clipped to the plane
-            start = (r_lo - pad + i) * width + (j - pad)
-            length = (r_hi - r_lo) * width
-            q_lo = -start if start < 0 else 0
-            if q_lo > length:
-                q_lo = length
-            q_hi = plane_size - start if start + length > plane_size else length
-            if q_hi < q_lo:
-                q_hi = q_lo
             d += r_lo * width
             for q in range(q_lo):
                 d[q] = 0
@@ -179,11 +201,7 @@ cdef inline void _im2col_t_plane_same(const floating* plane, floating* dst,
                 d[q] = plane[start + q]
             for q in range(q_hi, length):
                 d[q] = 0
-            for oh in range(r_hi - r_lo):           # the wrapped cells
-                for ow in range(lo):
-                    d[oh * width + ow] = 0
-                for ow in range(hi, width):
-                    d[oh * width + ow] = 0
+            _zero_wrapped(d, r_hi - r_lo, width, lo, hi)
 
 
 cdef inline void _im2col_t_plane(const floating[:, :, :, ::1] x, floating[:, :, ::1] cols,
@@ -249,23 +267,15 @@ cdef inline void _col2im_t_plane_same(floating* src, floating* plane,
     """The adjoint of _im2col_t_plane_same: the cols entries of wrapped cells are set to 0
     (cols is the convolution's scratch buffer), then each (i, j) row is added to the plane
     in one long run.  Every dx cell receives its terms in the general loop's order."""
-    cdef Py_ssize_t n_pix = out_h * width, plane_size = height * width
-    cdef Py_ssize_t i, j, q, oh, ow, r_lo, r_hi, lo, hi, start, length, q_lo, q_hi
+    cdef Py_ssize_t n_pix = out_h * width
+    cdef Py_ssize_t i, j, q, r_lo, r_hi, lo, hi, start, length, q_lo, q_hi
     cdef floating* s
     for i in range(kernel_h):
-        _same_rows(i, pad, height, out_h, &r_lo, &r_hi)
         for j in range(kernel_w):
+            _same_run(i, j, pad, height, width, out_h, &r_lo, &r_hi, &lo, &hi,
+                      &start, &length, &q_lo, &q_hi)
             s = src + (i * kernel_w + j) * n_pix + r_lo * width
-            _valid_ow(j, 1, pad, width, width, &lo, &hi)
-            for oh in range(r_hi - r_lo):
-                for ow in range(lo):
-                    s[oh * width + ow] = 0
-                for ow in range(hi, width):
-                    s[oh * width + ow] = 0
-            start = (r_lo - pad + i) * width + (j - pad)
-            length = (r_hi - r_lo) * width
-            q_lo = -start if start < 0 else 0
-            q_hi = plane_size - start if start + length > plane_size else length
+            _zero_wrapped(s, r_hi - r_lo, width, lo, hi)
             for q in range(q_lo, q_hi):
                 plane[start + q] += s[q]
 

@@ -3,7 +3,7 @@ import numpy as np
 
 from .._dtype import as_float_array
 from .._threads import get_num_threads
-from .._workers import run_chunks
+from .._workers import run_chunks, split_bounds
 from .base import Layer, as_param, check_int, init_std
 
 #: a product of at least this many multiply-adds is cut into fixed blocks run on the
@@ -12,11 +12,6 @@ SPLIT_MIN_MACS = 1 << 23
 #: blocks per product: fixed, so that every output element comes from the same BLAS call
 #: whatever the thread count (results do not depend on it)
 FORWARD_BLOCKS, BACKWARD_BLOCKS = 4, 8
-
-
-def _bounds(n, count):
-    count = max(1, min(count, n))
-    return [n * i // count for i in range(count + 1)]
 
 
 def _blocked(task, bounds):
@@ -79,7 +74,7 @@ class Affine(Layer):
         def rows(lo, hi):           # out[lo:hi] = x[lo:hi] @ W + b
             np.matmul(x2[lo:hi], W, out=out[lo:hi])
             out[lo:hi] += b
-        _blocked(rows, _bounds(n, FORWARD_BLOCKS))
+        _blocked(rows, split_bounds(n, FORWARD_BLOCKS))
         return out
 
     def backward(self, dout):
@@ -102,7 +97,7 @@ class Affine(Layer):
             np.matmul(x2[:, lo:hi].T, dout, out=dW[lo:hi])
             if dx is not None:
                 np.matmul(dout, W[lo:hi].T, out=dx[:, lo:hi])
-        _blocked(features, _bounds(d, BACKWARD_BLOCKS))
+        _blocked(features, split_bounds(d, BACKWARD_BLOCKS))
         self.grads["W"] = dW
         return None if dx is None else dx.reshape(self.original_x_shape)
 
