@@ -19,7 +19,7 @@ from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("CNN_CORE_DEBUG_CYTHON") == "1"
 HERE = Path(__file__).parent
-MODULES = ["_im2col", "_pool", "_batchnorm", "_elementwise", "_parallel"]
+MODULES = ["_im2col", "_pool", "_batchnorm", "_elementwise", "_parallel", "_winograd"]
 
 OMP_TEST = r"""
 #include <omp.h>

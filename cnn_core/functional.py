@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from . import _batchnorm, _elementwise, _im2col, _pool
+from . import _batchnorm, _elementwise, _im2col, _pool, _winograd
 from ._dtype import as_float_array, result_float_dtype
 from ._threads import MAX_THREADS, get_num_threads
 from ._workers import run_chunks
@@ -233,7 +233,131 @@ def _micro_batch(k, n_pix, itemsize):
     return max(1, CONV_BUFFER_BYTES // (k * n_pix * itemsize))
 
 
-def conv2d_forward(x, W, b, stride=1, pad=0, *, n_threads=None):
+# ----------------------------------------------------------------------------- Winograd
+
+#: G of Winograd F(2x2, 3x3): U = G g G^T turns a 3x3 filter into its 16 cells.
+WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+#: Input channels from which ``algorithm="auto"`` takes Winograd for a 3x3 stride-1 filter.
+#: Below it the 16 products have too short an inner dimension to pay for the transforms.
+WINOGRAD_MIN_CHANNELS = 4
+
+CONV_ALGORITHMS = ("auto", "im2col", "winograd")
+
+
+def _conv_algorithm(algorithm, W_shape, stride):
+    """The algorithm a convolution runs: ``"im2col"`` or ``"winograd"``."""
+    if algorithm not in CONV_ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(map(repr, CONV_ALGORITHMS))}, "
+                         f"got {algorithm!r}")
+    fits = W_shape[2:] == (3, 3) and stride == 1
+    if algorithm == "winograd":
+        if not fits:
+            raise ValueError(f"algorithm='winograd' needs a 3x3 filter and stride 1, got W "
+                             f"{W_shape} and stride {stride}")
+        return "winograd"
+    if algorithm == "auto" and fits and W_shape[1] >= WINOGRAD_MIN_CHANNELS:
+        return "winograd"
+    return "im2col"
+
+
+def _winograd_weights(W):
+    """U (16, FN, C): the 16 cells of G g G^T for every filter g = W[f, c]."""
+    G = WINOGRAD_G.astype(W.dtype)
+    u = np.matmul(np.matmul(G, W), G.T)                   # (FN, C, 4, 4)
+    return np.ascontiguousarray(u.transpose(2, 3, 0, 1)).reshape(16, W.shape[0], W.shape[1])
+
+
+class _WinogradPlan:
+    """Tiles, padded-plane size and the fixed micro-batch grid of one convolution.
+
+    Samples go through in micro-batches of ``step`` whose boundaries depend only on the
+    shapes, never on the thread count: each sample always meets the same matrix-product
+    shapes and the weight gradient sums per-micro-batch terms in a fixed order."""
+
+    def __init__(self, x_shape, n_filters, pad, out_h, out_w, itemsize):
+        n_batch, n_channels, height, width = x_shape
+        self.pad, self.out_h, self.out_w = pad, out_h, out_w
+        self.tiles_h, self.tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+        self.tiles = self.tiles_h * self.tiles_w
+        self.hp, self.wp = 2 * self.tiles_h + 2, 2 * self.tiles_w + 2
+        per_sample = 16 * max(n_channels, n_filters) * self.tiles * itemsize
+        step = max(1, CONV_BUFFER_BYTES // per_sample)
+        # at least 8 micro-batches where the batch allows, so that threads share evenly
+        self.step = min(step, max(1, -(-n_batch // 8)))
+        self.n_micro = -(-n_batch // self.step)
+
+    def padded(self, x, a, z, xp):
+        """xp[:z] with x[a:a+z] in its interior (the border of xp stays zero)."""
+        h, w = x.shape[2], x.shape[3]
+        xp[:z, :, self.pad:self.pad + h, self.pad:self.pad + w] = x[a:a + z]
+        return xp[:z]
+
+
+def _winograd_forward(x, W, b, pad, out_h, out_w, n_threads):
+    n_batch, n_channels = x.shape[:2]
+    n_filters = W.shape[0]
+    plan = _WinogradPlan(x.shape, n_filters, pad, out_h, out_w, x.dtype.itemsize)
+    u = _winograd_weights(W)
+    out = np.empty((n_batch, n_filters, out_h, out_w), dtype=x.dtype)
+    th, tw, step = plan.tiles_h, plan.tiles_w, plan.step
+
+    def chunk(lo, hi):
+        xp = np.zeros((step, n_channels, plan.hp, plan.wp), dtype=x.dtype)
+        vbuf = np.empty(16 * n_channels * plan.tiles * step, dtype=x.dtype)
+        mbuf = np.empty(16 * n_filters * plan.tiles * step, dtype=x.dtype)
+        for i in range(lo, hi):
+            a = i * step
+            z = min(step, n_batch - a)
+            v = vbuf[:16 * n_channels * plan.tiles * z].reshape(16, n_channels, -1)
+            _winograd.input_transform(plan.padded(x, a, z, xp), v, th, tw, 1)
+            m = mbuf[:16 * n_filters * plan.tiles * z].reshape(16, n_filters, -1)
+            np.matmul(u, v, out=m)
+            _winograd.output_transform(m, b, out[a:a + z], th, tw, 1)
+
+    run_chunks(chunk, plan.n_micro, _threads(n_threads, out.size * 9 * n_channels))
+    return out
+
+
+def _winograd_backward(dout, x, W, pad, need_dx, n_threads):
+    n_batch, n_channels = x.shape[:2]
+    n_filters = W.shape[0]
+    out_h, out_w = dout.shape[2:]
+    plan = _WinogradPlan(x.shape, n_filters, pad, out_h, out_w, x.dtype.itemsize)
+    u_t = np.ascontiguousarray(_winograd_weights(W).transpose(0, 2, 1))     # (16, C, FN)
+    th, tw, step = plan.tiles_h, plan.tiles_w, plan.step
+    du_parts = np.empty((plan.n_micro, 16, n_filters, n_channels), dtype=x.dtype)
+    db_per_sample = np.empty((n_batch, n_filters), dtype=x.dtype)
+    dout3 = dout.reshape(n_batch, n_filters, -1)
+    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
+
+    def chunk(lo, hi):
+        xp = np.zeros((step, n_channels, plan.hp, plan.wp), dtype=x.dtype)
+        acc = np.empty_like(xp) if need_dx else None
+        vbuf = np.empty(16 * n_channels * plan.tiles * step, dtype=x.dtype)
+        mbuf = np.empty(16 * n_filters * plan.tiles * step, dtype=x.dtype)
+        for i in range(lo, hi):
+            a = i * step
+            z = min(step, n_batch - a)
+            dm = mbuf[:16 * n_filters * plan.tiles * z].reshape(16, n_filters, -1)
+            _winograd.output_adjoint(dout[a:a + z], dm, th, tw, 1)
+            v = vbuf[:16 * n_channels * plan.tiles * z].reshape(16, n_channels, -1)
+            _winograd.input_transform(plan.padded(x, a, z, xp), v, th, tw, 1)
+            np.matmul(dm, v.transpose(0, 2, 1), out=du_parts[i])
+            np.sum(dout3[a:a + z], axis=2, out=db_per_sample[a:a + z])
+            if need_dx:
+                np.matmul(u_t, dm, out=v)                 # dV, over V (no longer needed)
+                _winograd.input_adjoint(v, acc[:z], dx[a:a + z], pad, th, tw, 1)
+
+    run_chunks(chunk, plan.n_micro, _threads(n_threads, dout.size * 9 * n_channels))
+    du = du_parts.sum(axis=0).reshape(4, 4, n_filters, n_channels)
+    G = WINOGRAD_G.astype(x.dtype)
+    # U = G g G^T, so dg = G^T dU G for every (f, c)
+    dW = np.ascontiguousarray(np.matmul(np.matmul(G.T, du.transpose(2, 3, 0, 1)), G))
+    return dx, dW, db_per_sample.sum(axis=0)
+
+
+def conv2d_forward(x, W, b, stride=1, pad=0, *, algorithm="auto", n_threads=None):
     """Convolution ``x (N, C, H, W) * W (FN, C, KH, KW) + b (FN,)`` -> ``(N, FN, OH, OW)``.
 
     The batch is split into one chunk per thread (see :mod:`cnn_core._workers`).  Each
@@ -248,6 +372,8 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, n_threads=None):
     n_filters, _, kernel_h, kernel_w = W.shape
     if b.shape != (n_filters,):
         raise ValueError(f"b must have shape ({n_filters},) to match W {W.shape}, got {b.shape}")
+    if _conv_algorithm(algorithm, W.shape, stride) == "winograd":
+        return _winograd_forward(x, W, b, pad, out_h, out_w, n_threads)
     n_batch, n_pix = x.shape[0], out_h * out_w
     k = W[0].size
     out = np.empty((n_batch, n_filters, n_pix), dtype=dtype)
@@ -269,7 +395,8 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, n_threads=None):
     return out.reshape(n_batch, n_filters, out_h, out_w)
 
 
-def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, n_threads=None):
+def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, algorithm="auto",
+                    n_threads=None):
     """Gradients of :func:`conv2d_forward`: ``(dx, dW, db)`` from ``dout (N, FN, OH, OW)``
     and the forward's input ``x``.
 
@@ -288,6 +415,8 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, n_threads=None
     if dout.shape != expected:
         raise ValueError(f"dout must have shape {expected} for x {x.shape} and W {W.shape}, "
                          f"got {dout.shape}")
+    if _conv_algorithm(algorithm, W.shape, stride) == "winograd":
+        return _winograd_backward(dout, x, W, pad, need_dx, n_threads)
     dout3 = dout.reshape(n_batch, n_filters, n_pix)
     w_t = W.reshape(n_filters, k).T
     dwt_per_sample = np.empty((n_batch, k, n_filters), dtype=dtype)
