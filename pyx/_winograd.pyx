@@ -19,7 +19,9 @@ holds only the data transforms and their adjoints (for the backward pass):
     output_adjoint      dY -> dM = A dY A^T per tile (the gradient of output_transform)
     input_adjoint       dV -> dx = sum over tiles of B dV B^T (the gradient of input_transform)
 
-Tile t of sample n is ``(n * TH + ty) * TW + tx``; tile (ty, tx) reads padded rows
+The 16 cells of V, M and their gradients are (16, channels, tiles) arrays whose first
+stride may exceed channels * tiles (the caller spaces the cells to keep them out of the same
+cache sets).  Tile t of sample n is ``(n * TH + ty) * TW + tx``; tile (ty, tx) reads padded rows
 2ty..2ty+3 and columns 2tx..2tx+3 and writes output rows 2ty, 2ty+1 and columns 2tx, 2tx+1.
 The transforms use only +-1 (the 1/2 of G is in the weights), so they add no rounding of
 their own beyond the sums.  Every kernel runs one task per (sample, channel) plane, which
@@ -31,68 +33,71 @@ from libc.string cimport memset
 from _types cimport floating
 
 
+cdef Py_ssize_t _cell_stride(Py_ssize_t* shape, Py_ssize_t* strides, Py_ssize_t itemsize,
+                             str name) except -1:
+    """The element distance between cells of a (16, rows, tiles) array, whose (rows, tiles)
+    block must be C-contiguous (checked here, before any nogil code)."""
+    if (shape[0] != 16 or strides[2] != itemsize or strides[1] != shape[2] * itemsize
+            or strides[0] < shape[1] * shape[2] * itemsize or strides[0] % itemsize):
+        raise ValueError(f"{name} must be (16, rows, tiles) with C-contiguous rows, got shape "
+                         f"{(shape[0], shape[1], shape[2])} and strides {(strides[0], strides[1], strides[2])}")
+    return strides[0] // itemsize
+
+
+DEF BLOCK = 32      # tiles per block of a tile row: the block's scratch stays in L1
+
+
 cdef inline void _input_plane(const floating* src, Py_ssize_t width,
                               floating* v, Py_ssize_t cell, Py_ssize_t tiles_h,
                               Py_ssize_t tiles_w) noexcept nogil:
-    """v[xi * cell + ty * TW + tx] := (B^T d B)[xi] for the plane's tiles (src is padded)."""
+    """v[xi * cell + ty * TW + tx] := (B^T d B)[xi] for the plane's tiles (src is padded).
+
+    Two passes per block of tiles: B^T down the four rows into a local scratch (contiguous),
+    then B along the columns, one output cell per loop.  Written as one loop over tiles with
+    16 output streams, gcc could not prove the streams apart from the input and left it
+    scalar; each loop here has one output and vectorizes."""
+    cdef floating s[4][2 * BLOCK + 2]
     cdef const floating* r0
     cdef const floating* r1
     cdef const floating* r2
     cdef const floating* r3
     cdef floating* o
-    cdef Py_ssize_t ty, tx, c
-    cdef floating s00, s01, s02, s03, s10, s11, s12, s13
-    cdef floating s20, s21, s22, s23, s30, s31, s32, s33
+    cdef floating* si
+    cdef Py_ssize_t ty, t0, nt, q, tx, i
     for ty in range(tiles_h):
-        r0 = src + 2 * ty * width
-        r1 = r0 + width
-        r2 = r1 + width
-        r3 = r2 + width
-        o = v + ty * tiles_w
-        for tx in range(tiles_w):
-            c = 2 * tx
-            # B^T along the rows (i), at the tile's four columns
-            s00 = r0[c] - r2[c]
-            s01 = r0[c + 1] - r2[c + 1]
-            s02 = r0[c + 2] - r2[c + 2]
-            s03 = r0[c + 3] - r2[c + 3]
-            s10 = r1[c] + r2[c]
-            s11 = r1[c + 1] + r2[c + 1]
-            s12 = r1[c + 2] + r2[c + 2]
-            s13 = r1[c + 3] + r2[c + 3]
-            s20 = r2[c] - r1[c]
-            s21 = r2[c + 1] - r1[c + 1]
-            s22 = r2[c + 2] - r1[c + 2]
-            s23 = r2[c + 3] - r1[c + 3]
-            s30 = r1[c] - r3[c]
-            s31 = r1[c + 1] - r3[c + 1]
-            s32 = r1[c + 2] - r3[c + 2]
-            s33 = r1[c + 3] - r3[c + 3]
-            # then along the columns (j)
-            o[tx] = s00 - s02
-            o[cell + tx] = s01 + s02
-            o[2 * cell + tx] = s02 - s01
-            o[3 * cell + tx] = s01 - s03
-            o[4 * cell + tx] = s10 - s12
-            o[5 * cell + tx] = s11 + s12
-            o[6 * cell + tx] = s12 - s11
-            o[7 * cell + tx] = s11 - s13
-            o[8 * cell + tx] = s20 - s22
-            o[9 * cell + tx] = s21 + s22
-            o[10 * cell + tx] = s22 - s21
-            o[11 * cell + tx] = s21 - s23
-            o[12 * cell + tx] = s30 - s32
-            o[13 * cell + tx] = s31 + s32
-            o[14 * cell + tx] = s32 - s31
-            o[15 * cell + tx] = s31 - s33
+        for t0 in range(0, tiles_w, BLOCK):
+            nt = min(BLOCK, tiles_w - t0)
+            r0 = src + 2 * ty * width + 2 * t0
+            r1 = r0 + width
+            r2 = r1 + width
+            r3 = r2 + width
+            for q in range(2 * nt + 2):         # B^T along the rows
+                s[0][q] = r0[q] - r2[q]
+                s[1][q] = r1[q] + r2[q]
+                s[2][q] = r2[q] - r1[q]
+                s[3][q] = r1[q] - r3[q]
+            for i in range(4):                  # then B along the columns
+                si = s[i]
+                o = v + 4 * i * cell + ty * tiles_w + t0
+                for tx in range(nt):
+                    o[tx] = si[2 * tx] - si[2 * tx + 2]
+                o += cell
+                for tx in range(nt):
+                    o[tx] = si[2 * tx + 1] + si[2 * tx + 2]
+                o += cell
+                for tx in range(nt):
+                    o[tx] = si[2 * tx + 2] - si[2 * tx + 1]
+                o += cell
+                for tx in range(nt):
+                    o[tx] = si[2 * tx + 1] - si[2 * tx + 3]
 
 
 def input_transform(const floating[:, :, :, ::1] xp not None,   # IN  (N, C, HP, WP), padded
-                    floating[:, :, ::1] v not None,             # OUT (16, C, N*TH*TW)
+                    floating[:, :, :] v not None,               # OUT (16, C, N*TH*TW), rows contiguous
                     Py_ssize_t tiles_h, Py_ssize_t tiles_w, int n_threads=1):
     """HP >= 2*TH + 2 and WP >= 2*TW + 2 (checked by the caller)."""
     cdef Py_ssize_t n_channels = xp.shape[1], n_tiles = tiles_h * tiles_w
-    cdef Py_ssize_t cell = v.shape[1] * v.shape[2], p, n, c
+    cdef Py_ssize_t cell = _cell_stride(v.shape, v.strides, sizeof(floating), "v"), p, n, c
     with nogil:
         for p in prange(xp.shape[0] * n_channels, schedule='static', num_threads=n_threads):
             n = p // n_channels
@@ -155,12 +160,12 @@ cdef inline void _output_plane(const floating* m, Py_ssize_t cell, floating bias
                 row0[2 * full_w] = y00 + bias
 
 
-def output_transform(const floating[:, :, ::1] m not None,     # IN  (16, FN, N*TH*TW)
+def output_transform(const floating[:, :, :] m not None,       # IN  (16, FN, N*TH*TW), rows contiguous
                      const floating[::1] b not None,           # IN  (FN,) bias
                      floating[:, :, :, ::1] out not None,      # OUT (N, FN, OH, OW)
                      Py_ssize_t tiles_h, Py_ssize_t tiles_w, int n_threads=1):
     cdef Py_ssize_t n_filters = out.shape[1], n_tiles = tiles_h * tiles_w
-    cdef Py_ssize_t cell = m.shape[1] * m.shape[2], p, n, f
+    cdef Py_ssize_t cell = _cell_stride(m.shape, m.strides, sizeof(floating), "m"), p, n, f
     with nogil:
         for p in prange(out.shape[0] * n_filters, schedule='static', num_threads=n_threads):
             n = p // n_filters
@@ -226,10 +231,10 @@ cdef inline void _output_adjoint_plane(const floating* dy, Py_ssize_t out_h, Py_
 
 
 def output_adjoint(const floating[:, :, :, ::1] dy not None,   # IN  (N, FN, OH, OW)
-                   floating[:, :, ::1] dm not None,             # OUT (16, FN, N*TH*TW)
+                   floating[:, :, :] dm not None,               # OUT (16, FN, N*TH*TW), rows contiguous
                    Py_ssize_t tiles_h, Py_ssize_t tiles_w, int n_threads=1):
     cdef Py_ssize_t n_filters = dy.shape[1], n_tiles = tiles_h * tiles_w
-    cdef Py_ssize_t cell = dm.shape[1] * dm.shape[2], p, n, f
+    cdef Py_ssize_t cell = _cell_stride(dm.shape, dm.strides, sizeof(floating), "dm"), p, n, f
     with nogil:
         for p in prange(dy.shape[0] * n_filters, schedule='static', num_threads=n_threads):
             n = p // n_filters
@@ -303,14 +308,14 @@ cdef inline void _input_adjoint_plane(const floating* dv, Py_ssize_t cell,
             r3[2 * k + 1] -= q31
 
 
-def input_adjoint(const floating[:, :, ::1] dv not None,      # IN  (16, C, N*TH*TW)
+def input_adjoint(const floating[:, :, :] dv not None,        # IN  (16, C, N*TH*TW), rows contiguous
                   floating[:, :, :, ::1] acc not None,         # scratch (N, C, HP, WP)
                   floating[:, :, :, ::1] dx not None,          # OUT (N, C, H, W)
                   Py_ssize_t pad, Py_ssize_t tiles_h, Py_ssize_t tiles_w, int n_threads=1):
     """dx[n, c] := the (pad, pad)-offset (H, W) window of the accumulated padded plane.
     HP >= 2*TH + 2, WP >= 2*TW + 2 and pad + H <= HP, pad + W <= WP (checked by the caller)."""
     cdef Py_ssize_t n_channels = dx.shape[1], n_tiles = tiles_h * tiles_w
-    cdef Py_ssize_t cell = dv.shape[1] * dv.shape[2], p, n, c, h, w
+    cdef Py_ssize_t cell = _cell_stride(dv.shape, dv.strides, sizeof(floating), "dv"), p, n, c, h, w
     cdef Py_ssize_t hp = acc.shape[2], wp = acc.shape[3], height = dx.shape[2], width = dx.shape[3]
     cdef floating* plane
     cdef floating* dst
