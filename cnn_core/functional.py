@@ -245,20 +245,25 @@ WINOGRAD_MIN_CHANNELS = 4
 CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 
 
-def _conv_algorithm(algorithm, W_shape, stride):
-    """The algorithm a convolution runs: ``"im2col"`` or ``"winograd"``."""
-    if algorithm not in CONV_ALGORITHMS:
+def check_conv_algorithm(algorithm, W_shape, stride):
+    """``algorithm`` if it is valid for a filter of shape ``W_shape`` at ``stride``, else a
+    ValueError (``"winograd"`` needs a 3x3 filter and stride 1)."""
+    if not isinstance(algorithm, str) or algorithm not in CONV_ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(map(repr, CONV_ALGORITHMS))}, "
                          f"got {algorithm!r}")
-    fits = W_shape[2:] == (3, 3) and stride == 1
-    if algorithm == "winograd":
-        if not fits:
-            raise ValueError(f"algorithm='winograd' needs a 3x3 filter and stride 1, got W "
-                             f"{W_shape} and stride {stride}")
-        return "winograd"
-    if algorithm == "auto" and fits and W_shape[1] >= WINOGRAD_MIN_CHANNELS:
-        return "winograd"
-    return "im2col"
+    if algorithm == "winograd" and not (tuple(W_shape[2:]) == (3, 3) and stride == 1):
+        raise ValueError(f"algorithm='winograd' needs a 3x3 filter and stride 1, got a "
+                         f"{W_shape[2]}x{W_shape[3]} filter and stride {stride}")
+    return algorithm
+
+
+def _conv_algorithm(algorithm, W_shape, stride):
+    """The algorithm a convolution runs: ``"im2col"`` or ``"winograd"``."""
+    check_conv_algorithm(algorithm, W_shape, stride)
+    if algorithm == "auto":
+        fits = W_shape[2:] == (3, 3) and stride == 1
+        return "winograd" if fits and W_shape[1] >= WINOGRAD_MIN_CHANNELS else "im2col"
+    return algorithm
 
 
 def _winograd_weights(W):

@@ -26,7 +26,7 @@ sed -i 's/^    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))/    pass  #
 CFLAGS="-fsanitize=address -fno-omit-frame-pointer" LDFLAGS="-fsanitize=address" \
     "$PYTHON" setup.py -q build_ext --inplace
 LD_PRELOAD="$(gcc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0 PYTHONPATH="$TMP/main" \
-    "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_elementwise.py \
+    "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_elementwise.py tests/test_winograd.py \
     tests/test_layers.py tests/test_network.py tests/test_fuzz.py tests/test_optim.py \
     tests/test_trainer.py --deselect tests/test_fuzz.py::test_a_crashing_child_is_reported_not_fatal \
     "$@"

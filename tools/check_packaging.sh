@@ -235,7 +235,7 @@ step_sdist_contents() {
     local need
     for need in pyproject.toml setup.py MANIFEST.in PKG-INFO cnn_core/__init__.py cnn_core/_mp.py \
         cnn_core/data/digits.csv.gz pyx/_im2col.pyx pyx/_pool.pyx pyx/_batchnorm.pyx pyx/_elementwise.pyx \
-        pyx/_parallel.pyx pyx/_omp.pxi pyx/_types.pxd tests/test_packaging.py tests/_markers.py; do
+        pyx/_parallel.pyx pyx/_winograd.pyx pyx/_omp.pxi pyx/_types.pxd tests/test_packaging.py tests/_markers.py; do
         grep -qx "$need" <<<"$listing" || die "sdist lacks $need"
         echo "  has $need"
     done
