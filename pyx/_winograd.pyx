@@ -106,58 +106,43 @@ def input_transform(const floating[:, :, :, ::1] xp not None,   # IN  (N, C, HP,
                          tiles_h, tiles_w)
 
 
-cdef inline void _output_tile(const floating* m, Py_ssize_t cell, floating* y00, floating* y01,
-                              floating* y10, floating* y11) noexcept nogil:
-    """The 2x2 tile A^T m A of the 16 cells m[xi * cell]."""
-    cdef floating a0, a1, a2, a3, b0, b1, b2, b3
-    a0 = m[0] + m[cell] + m[2 * cell]
-    b0 = m[cell] - m[2 * cell] - m[3 * cell]
-    a1 = m[4 * cell] + m[5 * cell] + m[6 * cell]
-    b1 = m[5 * cell] - m[6 * cell] - m[7 * cell]
-    a2 = m[8 * cell] + m[9 * cell] + m[10 * cell]
-    b2 = m[9 * cell] - m[10 * cell] - m[11 * cell]
-    a3 = m[12 * cell] + m[13 * cell] + m[14 * cell]
-    b3 = m[13 * cell] - m[14 * cell] - m[15 * cell]
-    y00[0] = a0 + a1 + a2
-    y01[0] = b0 + b1 + b2
-    y10[0] = a1 - a2 - a3
-    y11[0] = b1 - b2 - b3
-
-
 cdef inline void _output_plane(const floating* m, Py_ssize_t cell, floating bias,
                                floating* out, Py_ssize_t out_h, Py_ssize_t out_w,
                                Py_ssize_t tiles_h, Py_ssize_t tiles_w) noexcept nogil:
-    """out[2ty + p, 2tx + q] := (A^T m A)[p, q] + bias, cropped to (OH, OW)."""
-    cdef Py_ssize_t ty, tx, h
-    cdef floating y00, y01, y10, y11
-    cdef floating* row0
-    cdef floating* row1
-    cdef const floating* mt
+    """out[2ty + p, 2tx + q] := (A^T m A)[p, q] + bias, cropped to (OH, OW).
+
+    Per block of tiles, A^T along the columns into a local scratch (a_i: output column 0,
+    b_i: column 1), then along the rows into the output, one row per loop."""
+    cdef floating a[4][BLOCK]
+    cdef floating b[4][BLOCK]
+    cdef const floating* mi
+    cdef floating* row
+    cdef Py_ssize_t ty, t0, nt, n_full, tx, i
     cdef Py_ssize_t full_w = out_w // 2
     for ty in range(tiles_h):
-        h = 2 * ty
-        row0 = out + h * out_w
-        row1 = row0 + out_w
-        mt = m + ty * tiles_w
-        if h + 1 < out_h:
-            for tx in range(full_w):
-                _output_tile(mt + tx, cell, &y00, &y01, &y10, &y11)
-                row0[2 * tx] = y00 + bias
-                row0[2 * tx + 1] = y01 + bias
-                row1[2 * tx] = y10 + bias
-                row1[2 * tx + 1] = y11 + bias
-            if full_w < tiles_w:            # odd OW: the last tile's left column only
-                _output_tile(mt + full_w, cell, &y00, &y01, &y10, &y11)
-                row0[2 * full_w] = y00 + bias
-                row1[2 * full_w] = y10 + bias
-        else:                               # odd OH: the last tile row's top row only
-            for tx in range(full_w):
-                _output_tile(mt + tx, cell, &y00, &y01, &y10, &y11)
-                row0[2 * tx] = y00 + bias
-                row0[2 * tx + 1] = y01 + bias
-            if full_w < tiles_w:
-                _output_tile(mt + full_w, cell, &y00, &y01, &y10, &y11)
-                row0[2 * full_w] = y00 + bias
+        for t0 in range(0, tiles_w, BLOCK):
+            nt = min(BLOCK, tiles_w - t0)
+            for i in range(4):
+                mi = m + 4 * i * cell + ty * tiles_w + t0
+                for tx in range(nt):
+                    a[i][tx] = mi[tx] + mi[cell + tx] + mi[2 * cell + tx]
+                for tx in range(nt):
+                    b[i][tx] = mi[cell + tx] - mi[2 * cell + tx] - mi[3 * cell + tx]
+            n_full = min(nt, full_w - t0)       # tiles with both output columns inside OW
+            row = out + 2 * ty * out_w + 2 * t0
+            for tx in range(n_full):
+                row[2 * tx] = a[0][tx] + a[1][tx] + a[2][tx] + bias
+                row[2 * tx + 1] = b[0][tx] + b[1][tx] + b[2][tx] + bias
+            if n_full < nt:                     # odd OW: the last tile's left column
+                row[2 * n_full] = a[0][n_full] + a[1][n_full] + a[2][n_full] + bias
+            if 2 * ty + 1 >= out_h:             # odd OH: the last tile row's top row only
+                continue
+            row += out_w
+            for tx in range(n_full):
+                row[2 * tx] = a[1][tx] - a[2][tx] - a[3][tx] + bias
+                row[2 * tx + 1] = b[1][tx] - b[2][tx] - b[3][tx] + bias
+            if n_full < nt:
+                row[2 * n_full] = a[1][n_full] - a[2][n_full] - a[3][n_full] + bias
 
 
 def output_transform(const floating[:, :, :] m not None,       # IN  (16, FN, N*TH*TW), rows contiguous
@@ -174,60 +159,80 @@ def output_transform(const floating[:, :, :] m not None,       # IN  (16, FN, N*
                           out.shape[2], out.shape[3], tiles_h, tiles_w)
 
 
-cdef inline void _adjoint_tile(floating z0, floating w0, floating z1, floating w1,
-                               floating* o, Py_ssize_t cell) noexcept nogil:
-    """o[xi * cell] := (A dY A^T)[xi] for dY = [[z0, w0], [z1, w1]]."""
-    cdef floating e0, e1, e2, e3, f0, f1, f2, f3
-    e0 = z0                 # A along the columns, top row
-    e1 = z0 + w0
-    e2 = z0 - w0
-    e3 = -w0
-    f0 = z1                 # bottom row
-    f1 = z1 + w1
-    f2 = z1 - w1
-    f3 = -w1
-    o[0] = e0               # then along the rows
-    o[cell] = e1
-    o[2 * cell] = e2
-    o[3 * cell] = e3
-    o[4 * cell] = e0 + f0
-    o[5 * cell] = e1 + f1
-    o[6 * cell] = e2 + f2
-    o[7 * cell] = e3 + f3
-    o[8 * cell] = e0 - f0
-    o[9 * cell] = e1 - f1
-    o[10 * cell] = e2 - f2
-    o[11 * cell] = e3 - f3
-    o[12 * cell] = -f0
-    o[13 * cell] = -f1
-    o[14 * cell] = -f2
-    o[15 * cell] = -f3
-
-
 cdef inline void _output_adjoint_plane(const floating* dy, Py_ssize_t out_h, Py_ssize_t out_w,
                                        floating* dm, Py_ssize_t cell, Py_ssize_t tiles_h,
                                        Py_ssize_t tiles_w) noexcept nogil:
-    """dm[xi * cell + ty * TW + tx] := (A dY A^T)[xi], dY cells outside (OH, OW) being 0."""
-    cdef Py_ssize_t ty, tx, h, full_w = out_w // 2
+    """dm[xi * cell + ty * TW + tx] := (A dY A^T)[xi], dY cells outside (OH, OW) being 0.
+
+    With dY = [[z0, w0], [z1, w1]], A along the columns gives e_p = (z_p, z_p + w_p,
+    z_p - w_p, -w_p) for rows p = 0, 1; A along the rows gives cell rows
+    (e_0, e_0 + e_1, e_0 - e_1, -e_1).  The tile values are gathered into a local scratch
+    first, then each of the 16 cells is one loop."""
+    cdef floating z0[BLOCK]
+    cdef floating w0[BLOCK]
+    cdef floating z1[BLOCK]
+    cdef floating w1[BLOCK]
     cdef const floating* row0
     cdef const floating* row1
     cdef floating* o
+    cdef Py_ssize_t ty, t0, nt, n_full, tx, full_w = out_w // 2
+    cdef bint has_row1
     for ty in range(tiles_h):
-        h = 2 * ty
-        row0 = dy + h * out_w
+        row0 = dy + 2 * ty * out_w
         row1 = row0 + out_w
-        o = dm + ty * tiles_w
-        if h + 1 < out_h:
-            for tx in range(full_w):
-                _adjoint_tile(row0[2 * tx], row0[2 * tx + 1], row1[2 * tx], row1[2 * tx + 1],
-                              o + tx, cell)
-            if full_w < tiles_w:
-                _adjoint_tile(row0[2 * full_w], 0, row1[2 * full_w], 0, o + full_w, cell)
-        else:
-            for tx in range(full_w):
-                _adjoint_tile(row0[2 * tx], row0[2 * tx + 1], 0, 0, o + tx, cell)
-            if full_w < tiles_w:
-                _adjoint_tile(row0[2 * full_w], 0, 0, 0, o + full_w, cell)
+        has_row1 = 2 * ty + 1 < out_h
+        for t0 in range(0, tiles_w, BLOCK):
+            nt = min(BLOCK, tiles_w - t0)
+            n_full = min(nt, full_w - t0)
+            for tx in range(n_full):
+                z0[tx] = row0[2 * (t0 + tx)]
+                w0[tx] = row0[2 * (t0 + tx) + 1]
+            if has_row1:
+                for tx in range(n_full):
+                    z1[tx] = row1[2 * (t0 + tx)]
+                    w1[tx] = row1[2 * (t0 + tx) + 1]
+            else:
+                for tx in range(nt):
+                    z1[tx] = 0
+                    w1[tx] = 0
+            if n_full < nt:                     # odd OW: the last tile has no right column
+                z0[n_full] = row0[2 * (t0 + n_full)]
+                w0[n_full] = 0
+                z1[n_full] = row1[2 * (t0 + n_full)] if has_row1 else 0
+                w1[n_full] = 0
+            o = dm + ty * tiles_w + t0
+            for tx in range(nt):
+                o[tx] = z0[tx]
+            for tx in range(nt):
+                o[cell + tx] = z0[tx] + w0[tx]
+            for tx in range(nt):
+                o[2 * cell + tx] = z0[tx] - w0[tx]
+            for tx in range(nt):
+                o[3 * cell + tx] = -w0[tx]
+            for tx in range(nt):
+                o[4 * cell + tx] = z0[tx] + z1[tx]
+            for tx in range(nt):
+                o[5 * cell + tx] = (z0[tx] + w0[tx]) + (z1[tx] + w1[tx])
+            for tx in range(nt):
+                o[6 * cell + tx] = (z0[tx] - w0[tx]) + (z1[tx] - w1[tx])
+            for tx in range(nt):
+                o[7 * cell + tx] = -w0[tx] - w1[tx]
+            for tx in range(nt):
+                o[8 * cell + tx] = z0[tx] - z1[tx]
+            for tx in range(nt):
+                o[9 * cell + tx] = (z0[tx] + w0[tx]) - (z1[tx] + w1[tx])
+            for tx in range(nt):
+                o[10 * cell + tx] = (z0[tx] - w0[tx]) - (z1[tx] - w1[tx])
+            for tx in range(nt):
+                o[11 * cell + tx] = w1[tx] - w0[tx]
+            for tx in range(nt):
+                o[12 * cell + tx] = -z1[tx]
+            for tx in range(nt):
+                o[13 * cell + tx] = -(z1[tx] + w1[tx])
+            for tx in range(nt):
+                o[14 * cell + tx] = w1[tx] - z1[tx]
+            for tx in range(nt):
+                o[15 * cell + tx] = w1[tx]
 
 
 def output_adjoint(const floating[:, :, :, ::1] dy not None,   # IN  (N, FN, OH, OW)
@@ -246,66 +251,67 @@ def output_adjoint(const floating[:, :, :, ::1] dy not None,   # IN  (N, FN, OH,
 cdef inline void _input_adjoint_plane(const floating* dv, Py_ssize_t cell,
                                       floating* acc, Py_ssize_t width,
                                       Py_ssize_t tiles_h, Py_ssize_t tiles_w) noexcept nogil:
-    """acc (a zeroed padded plane, row length ``width``) += B dV B^T over the tiles, in tile
-    order.  Each column pair (2k, 2k+1) of a tile row gathers its terms from tiles k and k-1
-    (so the loop over k carries no dependence through memory); the rows 2ty+2, 2ty+3 shared
-    with the next tile row are added to when that row comes."""
-    cdef Py_ssize_t ty, k
+    """acc (a zeroed padded plane, row length ``width``) += B dV B^T over the tiles.
+
+    Per block of tiles, B along the columns into a local scratch: p[i][j] is the tile's
+    column-j contribution for row i (columns 2, 3 overlap the next tile's 0, 1).  Then each
+    column pair (2k, 2k+1) gathers tile k's columns 0, 1 and tile k-1's columns 2, 3 (slot 0
+    of the scratch carries the previous block's last tile), so no loop depends on itself
+    through memory; B along the rows adds the four rows, one loop each.  The rows 2ty+2,
+    2ty+3 shared with the next tile row are added to again when that row comes."""
+    cdef floating p[4][4][BLOCK + 1]
+    cdef floating qe[4][BLOCK + 1]
+    cdef floating qo[4][BLOCK + 1]
+    cdef const floating* d
     cdef floating* r0
     cdef floating* r1
     cdef floating* r2
     cdef floating* r3
-    cdef const floating* d
-    cdef floating p00, p01, p02, p03, p10, p11, p12, p13
-    cdef floating p20, p21, p22, p23, p30, p31, p32, p33
-    cdef floating q00, q01, q10, q11, q20, q21, q30, q31   # columns 2k, 2k+1 per row i
+    cdef Py_ssize_t ty, t0, nt, n, tx, i, k
     for ty in range(tiles_h):
-        r0 = acc + 2 * ty * width
-        r1 = r0 + width
-        r2 = r1 + width
-        r3 = r2 + width
-        d = dv + ty * tiles_w
-        for k in range(tiles_w + 1):
-            # B along the columns: tile k's columns 0, 1 and tile k-1's columns 2, 3
-            if k < tiles_w:
-                p00 = d[k]
-                p01 = d[cell + k] - d[2 * cell + k] + d[3 * cell + k]
-                p10 = d[4 * cell + k]
-                p11 = d[5 * cell + k] - d[6 * cell + k] + d[7 * cell + k]
-                p20 = d[8 * cell + k]
-                p21 = d[9 * cell + k] - d[10 * cell + k] + d[11 * cell + k]
-                p30 = d[12 * cell + k]
-                p31 = d[13 * cell + k] - d[14 * cell + k] + d[15 * cell + k]
-            else:
-                p00 = p01 = p10 = p11 = p20 = p21 = p30 = p31 = 0
-            if k > 0:
-                p02 = d[cell + k - 1] + d[2 * cell + k - 1] - d[k - 1]
-                p03 = -d[3 * cell + k - 1]
-                p12 = d[5 * cell + k - 1] + d[6 * cell + k - 1] - d[4 * cell + k - 1]
-                p13 = -d[7 * cell + k - 1]
-                p22 = d[9 * cell + k - 1] + d[10 * cell + k - 1] - d[8 * cell + k - 1]
-                p23 = -d[11 * cell + k - 1]
-                p32 = d[13 * cell + k - 1] + d[14 * cell + k - 1] - d[12 * cell + k - 1]
-                p33 = -d[15 * cell + k - 1]
-            else:
-                p02 = p03 = p12 = p13 = p22 = p23 = p32 = p33 = 0
-            q00 = p00 + p02
-            q01 = p01 + p03
-            q10 = p10 + p12
-            q11 = p11 + p13
-            q20 = p20 + p22
-            q21 = p21 + p23
-            q30 = p30 + p32
-            q31 = p31 + p33
-            # then B along the rows
-            r0[2 * k] += q00
-            r0[2 * k + 1] += q01
-            r1[2 * k] += q10 - q20 + q30
-            r1[2 * k + 1] += q11 - q21 + q31
-            r2[2 * k] += q10 + q20 - q00
-            r2[2 * k + 1] += q11 + q21 - q01
-            r3[2 * k] -= q30
-            r3[2 * k + 1] -= q31
+        for i in range(4):
+            p[i][2][0] = 0
+            p[i][3][0] = 0
+        for t0 in range(0, tiles_w, BLOCK):
+            nt = min(BLOCK, tiles_w - t0)
+            for i in range(4):                  # B along the columns, tile by tile
+                d = dv + 4 * i * cell + ty * tiles_w + t0
+                for tx in range(nt):
+                    p[i][0][tx + 1] = d[tx]
+                for tx in range(nt):
+                    p[i][1][tx + 1] = d[cell + tx] - d[2 * cell + tx] + d[3 * cell + tx]
+                for tx in range(nt):
+                    p[i][2][tx + 1] = d[cell + tx] + d[2 * cell + tx] - d[tx]
+                for tx in range(nt):
+                    p[i][3][tx + 1] = -d[3 * cell + tx]
+            # column pairs 2k, 2k+1 for k = t0 .. t0 + nt - 1, and 2*TW, 2*TW + 1 at the end
+            n = nt + 1 if t0 + nt == tiles_w else nt
+            for i in range(4):
+                for k in range(nt):
+                    qe[i][k] = p[i][0][k + 1] + p[i][2][k]
+                    qo[i][k] = p[i][1][k + 1] + p[i][3][k]
+                if n > nt:
+                    qe[i][nt] = p[i][2][nt]
+                    qo[i][nt] = p[i][3][nt]
+            r0 = acc + 2 * ty * width + 2 * t0
+            r1 = r0 + width
+            r2 = r1 + width
+            r3 = r2 + width
+            for k in range(n):                  # then B along the rows
+                r0[2 * k] += qe[0][k]
+                r0[2 * k + 1] += qo[0][k]
+            for k in range(n):
+                r1[2 * k] += qe[1][k] - qe[2][k] + qe[3][k]
+                r1[2 * k + 1] += qo[1][k] - qo[2][k] + qo[3][k]
+            for k in range(n):
+                r2[2 * k] += qe[1][k] + qe[2][k] - qe[0][k]
+                r2[2 * k + 1] += qo[1][k] + qo[2][k] - qo[0][k]
+            for k in range(n):
+                r3[2 * k] -= qe[3][k]
+                r3[2 * k + 1] -= qo[3][k]
+            for i in range(4):                  # carry the block's last tile
+                p[i][2][0] = p[i][2][nt]
+                p[i][3][0] = p[i][3][nt]
 
 
 def input_adjoint(const floating[:, :, :] dv not None,        # IN  (16, C, N*TH*TW), rows contiguous
