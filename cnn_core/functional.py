@@ -244,6 +244,14 @@ WINOGRAD_MIN_CHANNELS = 4
 
 CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 
+#: The batch is cut into at least this many micro-batches (fewer if it is smaller): 4 left
+#: DeepConvNet's step at 2 threads 25 % slower than 8 (imbalance and buffers out of L2).
+WINOGRAD_MIN_MICRO = 8
+
+#: Bytes of the larger of a micro-batch's two cell buffers (V or M): 1 MiB, one core's L2 here
+#: (2 MiB measured 1-2 % slower on one thread).
+WINOGRAD_BUFFER_BYTES = 1 << 20
+
 
 def check_conv_algorithm(algorithm, W_shape, stride):
     """``algorithm`` if it is valid for a filter of shape ``W_shape`` at ``stride``, else a
@@ -287,9 +295,10 @@ class _WinogradPlan:
         self.tiles = self.tiles_h * self.tiles_w
         self.hp, self.wp = 2 * self.tiles_h + 2, 2 * self.tiles_w + 2
         per_sample = 16 * max(n_channels, n_filters) * self.tiles * itemsize
-        step = max(1, CONV_BUFFER_BYTES // per_sample)
-        # at least 8 micro-batches where the batch allows, so that threads share evenly
-        self.step = min(step, max(1, -(-n_batch // 8)))
+        step = max(1, WINOGRAD_BUFFER_BYTES // per_sample)
+        # at least WINOGRAD_MIN_MICRO micro-batches where the batch allows, so that threads
+        # share evenly
+        self.step = min(step, max(1, -(-n_batch // WINOGRAD_MIN_MICRO)))
         self.n_micro = -(-n_batch // self.step)
 
     def cells(self, n_rows, dtype):
