@@ -393,6 +393,10 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, algorithm="auto", n_threads=None
     (the transpose of the book's im2col rows of sample n), and one GEMM per sample,
     ``W (FN, K) @ cols[n]``, writes the NCHW output directly.  Nothing of size
     ``N * K * OH*OW`` is kept: :func:`conv2d_backward` unfolds x again.
+
+    ``algorithm``: ``"auto"`` (Winograd F(2x2, 3x3) for a 3x3 filter at stride 1 on at least
+    :data:`WINOGRAD_MIN_CHANNELS` input channels, the above otherwise), ``"im2col"`` or
+    ``"winograd"`` (a ValueError for other filters or strides); see :mod:`cnn_core._winograd`.
     """
     dtype = _common_dtype(("x", x), ("W", W), ("b", b))
     x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
@@ -432,7 +436,8 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, algorithm="aut
     Per sample, x is unfolded again into a cache-sized buffer; ``dW_n.T = cols[n] (K, P) @
     dout_n.T`` (measured 1.3-1.5x faster than ``dout_n @ cols[n].T`` at these thin shapes)
     and ``dcols_n = W.T @ dout_n`` (folded back by col2im).  ``dW`` sums the per-sample
-    products in a fixed order, so it does not depend on the thread count.
+    products in a fixed order, so it does not depend on the thread count.  ``algorithm`` as
+    in :func:`conv2d_forward` (use the forward's: the gradients are those of its rounding).
     """
     dtype = _common_dtype(("dout", dout), ("x", x), ("W", W))
     x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
