@@ -285,8 +285,10 @@ class _WinogradPlan:
     """Tiles, padded-plane size and the fixed micro-batch grid of one convolution.
 
     Samples go through in micro-batches of ``step`` whose boundaries depend only on the
-    shapes, never on the thread count: each sample always meets the same matrix-product
-    shapes and the weight gradient sums per-micro-batch terms in a fixed order."""
+    shapes, never on the thread count: for a given batch size each sample always meets the
+    same matrix-product shapes and the weight gradient sums per-micro-batch terms in a fixed
+    order.  (So a float32 result can differ in its last bits between batch sizes, which
+    im2col's per-sample products do not.)"""
 
     def __init__(self, x_shape, n_filters, pad, out_h, out_w, itemsize):
         n_batch, n_channels, height, width = x_shape

@@ -37,7 +37,9 @@ cdef Py_ssize_t _cell_stride(Py_ssize_t* shape, Py_ssize_t* strides, Py_ssize_t 
                              str name) except -1:
     """The element distance between cells of a (16, rows, tiles) array, whose (rows, tiles)
     block must be C-contiguous (checked here, before any nogil code)."""
-    if (shape[0] != 16 or strides[2] != itemsize or strides[1] != shape[2] * itemsize
+    # (the strides of length-1 dimensions are never used, and NumPy may set them to anything)
+    if (shape[0] != 16 or (shape[2] > 1 and strides[2] != itemsize)
+            or (shape[1] > 1 and strides[1] != shape[2] * itemsize)
             or strides[0] < shape[1] * shape[2] * itemsize or strides[0] % itemsize):
         raise ValueError(f"{name} must be (16, rows, tiles) with C-contiguous rows, got shape "
                          f"{(shape[0], shape[1], shape[2])} and strides {(strides[0], strides[1], strides[2])}")
@@ -45,6 +47,7 @@ cdef Py_ssize_t _cell_stride(Py_ssize_t* shape, Py_ssize_t* strides, Py_ssize_t 
 
 
 DEF BLOCK = 32      # tiles per block of a tile row: the block's scratch stays in L1
+                    # (DEF: range() needs a literal step to become a C loop)
 
 
 cdef inline void _input_plane(const floating* src, Py_ssize_t width,

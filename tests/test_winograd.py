@@ -34,6 +34,8 @@ CASES = [
     ((2, 4, 3, 3), 2, 0),      # 1x1 output: one tile, three quarters cropped
     ((1, 1, 6, 4), 2, 1),      # one input channel (forced: auto keeps im2col there)
     ((17, 4, 6, 6), 3, 1),     # several micro-batches, the last one short
+    ((1, 4, 2, 2), 1, 1),      # one filter, one tile: (16, 1, 1) cells (review finding)
+    ((3, 1, 3, 3), 1, 0),      # one channel and one filter, one tile
 ]
 
 
@@ -257,6 +259,19 @@ def test_auto_picks_winograd_for_3x3_stride_1_with_enough_channels(monkeypatch):
         x = rng.standard_normal((1, channels, 6, 6))
         F.conv2d_forward(x, rng.standard_normal((2, channels, k, k)), b, stride, 1)
         assert len(calls) == expected, (channels, k, stride)
+
+
+def test_auto_runs_one_filter_one_tile_layers(tol):
+    """(16, 1, 1) cell arrays: NumPy gives their length-1 axes arbitrary strides."""
+    rng = np.random.default_rng(2)
+    for n in (1, 8, 9):
+        x = rng.standard_normal((n, 4, 2, 2))
+        W = rng.standard_normal((1, 4, 3, 3))
+        out = F.conv2d_forward(x, W, np.zeros(1), 1, 1)
+        assert_allclose(out, conv2d_ref(x, W, np.zeros(1), 1, 1), rtol=1e-12, atol=1e-12)
+        dx, dW, db = F.conv2d_backward(np.ones_like(out), x, W, 1, 1)
+        for g, r in zip((dx, dW, db), conv2d_backward_ref(np.ones_like(out), x, W, 1, 1)):
+            assert_allclose(g, r, rtol=1e-12, atol=1e-12)
 
 
 def test_auto_and_im2col_agree(tol):
