@@ -317,11 +317,21 @@ class _WinogradPlan:
     def view(self, buf, n_rows, z):
         return buf[:, :n_rows * self.tiles * z].reshape(16, n_rows, self.tiles * z)
 
-    def padded(self, x, a, z, xp):
-        """xp[:z] with x[a:a+z] in its interior (the border of xp stays zero)."""
+    def workspace(self, x, n_filters):
+        """One chunk's buffers: the zero-bordered padded planes and the two cell buffers."""
+        n_channels = x.shape[1]
+        xp = np.zeros((self.step, n_channels, self.hp, self.wp), dtype=x.dtype)
+        return xp, self.cells(n_channels, x.dtype), self.cells(n_filters, x.dtype)
+
+    def input_cells(self, x, i, xp, vbuf):
+        """``(a, z, V)``: micro-batch i is samples [a, a+z); V holds their input cells."""
+        a = i * self.step
+        z = min(self.step, x.shape[0] - a)
         h, w = x.shape[2], x.shape[3]
         xp[:z, :, self.pad:self.pad + h, self.pad:self.pad + w] = x[a:a + z]
-        return xp[:z]
+        v = self.view(vbuf, x.shape[1], z)
+        _winograd.input_transform(xp[:z], v, self.tiles_h, self.tiles_w, 1)
+        return a, z, v
 
 
 def _winograd_forward(x, W, b, pad, out_h, out_w, n_threads):
@@ -330,17 +340,12 @@ def _winograd_forward(x, W, b, pad, out_h, out_w, n_threads):
     plan = _WinogradPlan(x.shape, n_filters, pad, out_h, out_w, x.dtype.itemsize)
     u = _winograd_weights(W)
     out = np.empty((n_batch, n_filters, out_h, out_w), dtype=x.dtype)
-    th, tw, step = plan.tiles_h, plan.tiles_w, plan.step
+    th, tw = plan.tiles_h, plan.tiles_w
 
     def chunk(lo, hi):
-        xp = np.zeros((step, n_channels, plan.hp, plan.wp), dtype=x.dtype)
-        vbuf = plan.cells(n_channels, x.dtype)
-        mbuf = plan.cells(n_filters, x.dtype)
+        xp, vbuf, mbuf = plan.workspace(x, n_filters)
         for i in range(lo, hi):
-            a = i * step
-            z = min(step, n_batch - a)
-            v = plan.view(vbuf, n_channels, z)
-            _winograd.input_transform(plan.padded(x, a, z, xp), v, th, tw, 1)
+            a, z, v = plan.input_cells(x, i, xp, vbuf)
             m = plan.view(mbuf, n_filters, z)
             np.matmul(u, v, out=m)
             _winograd.output_transform(m, b, out[a:a + z], th, tw, 1)
@@ -355,24 +360,19 @@ def _winograd_backward(dout, x, W, pad, need_dx, n_threads):
     out_h, out_w = dout.shape[2:]
     plan = _WinogradPlan(x.shape, n_filters, pad, out_h, out_w, x.dtype.itemsize)
     u_t = np.ascontiguousarray(_winograd_weights(W).transpose(0, 2, 1))     # (16, C, FN)
-    th, tw, step = plan.tiles_h, plan.tiles_w, plan.step
+    th, tw = plan.tiles_h, plan.tiles_w
     du_parts = np.empty((plan.n_micro, 16, n_filters, n_channels), dtype=x.dtype)
     db_per_sample = np.empty((n_batch, n_filters), dtype=x.dtype)
     dout3 = dout.reshape(n_batch, n_filters, -1)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
 
     def chunk(lo, hi):
-        xp = np.zeros((step, n_channels, plan.hp, plan.wp), dtype=x.dtype)
+        xp, vbuf, mbuf = plan.workspace(x, n_filters)
         acc = np.empty_like(xp) if need_dx else None
-        vbuf = plan.cells(n_channels, x.dtype)
-        mbuf = plan.cells(n_filters, x.dtype)
         for i in range(lo, hi):
-            a = i * step
-            z = min(step, n_batch - a)
+            a, z, v = plan.input_cells(x, i, xp, vbuf)
             dm = plan.view(mbuf, n_filters, z)
             _winograd.output_adjoint(dout[a:a + z], dm, th, tw, 1)
-            v = plan.view(vbuf, n_channels, z)
-            _winograd.input_transform(plan.padded(x, a, z, xp), v, th, tw, 1)
             np.matmul(dm, v.transpose(0, 2, 1), out=du_parts[i])
             np.sum(dout3[a:a + z], axis=2, out=db_per_sample[a:a + z])
             if need_dx:
