@@ -133,3 +133,28 @@ def test_adam_optimizer_fused_and_numpy_paths_agree():
         opt_b.update(strided, {"W": g})
     assert_allclose(fused["W"], strided["W"], rtol=1e-13)
     assert not np.array_equal(fused["W"], base)
+
+
+def test_memory_bound_kernels_wake_threads_only_for_large_arrays(monkeypatch, restore_num_threads):
+    """Below functional.STREAM_MIN_WORK elements touched, ReLU and Adam run on one thread
+    (waking an OpenMP team costs more); above it, on the global setting."""
+    import cnn_core
+    from cnn_core import _elementwise
+    cnn_core.set_num_threads(2)
+    seen = []
+    original = _elementwise.relu_forward
+    monkeypatch.setattr(_elementwise, "relu_forward",
+                        lambda x, out, n: seen.append(n) or original(x, out, n))
+    small = F.STREAM_MIN_WORK // 2 - 1            # ReLU forward touches 2 elements per item
+    F.relu_forward(np.ones(small, np.float32))
+    F.relu_forward(np.ones(small + 1, np.float32))
+    F.relu_forward(np.ones(small, np.float32), n_threads=2)   # an explicit count is obeyed
+    assert seen == [1, 2, 2]
+    seen_adam = []
+    original_adam = _elementwise.adam_update
+    monkeypatch.setattr(_elementwise, "adam_update",
+                        lambda *a: seen_adam.append(a[-1]) or original_adam(*a))
+    for n in (F.STREAM_MIN_WORK // 7 - 1, F.STREAM_MIN_WORK // 7 + 1):
+        p, g, m, v = (np.ones(n, np.float32) for _ in range(4))
+        F.adam_update(p, g, m, v, 0.001, 0.9, 0.999, 1e-7)
+    assert seen_adam == [1, 2]
