@@ -48,6 +48,7 @@ cdef Py_ssize_t _cell_stride(Py_ssize_t* shape, Py_ssize_t* strides, Py_ssize_t 
 
 DEF BLOCK = 32      # tiles per block of a tile row: the block's scratch stays in L1
                     # (DEF: range() needs a literal step to become a C loop)
+DEF GROUP = 256     # tiles per block when whole tile rows are grouped
 
 
 cdef inline void _input_plane(const floating* src, Py_ssize_t width,
@@ -114,38 +115,50 @@ cdef inline void _output_plane(const floating* m, Py_ssize_t cell, floating bias
                                Py_ssize_t tiles_h, Py_ssize_t tiles_w) noexcept nogil:
     """out[2ty + p, 2tx + q] := (A^T m A)[p, q] + bias, cropped to (OH, OW).
 
-    Per block of tiles, A^T along the columns into a local scratch (a_i: output column 0,
-    b_i: column 1), then along the rows into the output, one row per loop."""
-    cdef floating a[4][BLOCK]
-    cdef floating b[4][BLOCK]
+    Per block of tiles (whole tile rows, as many as fit in GROUP tiles, or a piece of one
+    long row), A^T along the columns into a local scratch (a_i: output column 0, b_i:
+    column 1) in loops over the whole block, then along the rows into the output, one row
+    per loop.  The long first loops matter on small planes: an 8x8 output is 4 tiles wide."""
+    cdef floating a[4][GROUP]
+    cdef floating b[4][GROUP]
     cdef const floating* mi
     cdef floating* row
-    cdef Py_ssize_t ty, t0, nt, n_full, tx, i
+    cdef Py_ssize_t ty0, ty, r, n_rows, t0, nt, span, length, n_full, tx, i, k
     cdef Py_ssize_t full_w = out_w // 2
-    for ty in range(tiles_h):
-        for t0 in range(0, tiles_w, BLOCK):
-            nt = min(BLOCK, tiles_w - t0)
+    span = tiles_w if tiles_w <= GROUP else GROUP
+    ty0 = 0
+    while ty0 < tiles_h:
+        n_rows = min(GROUP // span, tiles_h - ty0) if tiles_w <= GROUP else 1
+        t0 = 0
+        while t0 < tiles_w:
+            nt = min(span, tiles_w - t0)
+            length = n_rows * nt                # contiguous in m: whole rows, or one piece
             for i in range(4):
-                mi = m + 4 * i * cell + ty * tiles_w + t0
-                for tx in range(nt):
-                    a[i][tx] = mi[tx] + mi[cell + tx] + mi[2 * cell + tx]
-                for tx in range(nt):
-                    b[i][tx] = mi[cell + tx] - mi[2 * cell + tx] - mi[3 * cell + tx]
+                mi = m + 4 * i * cell + ty0 * tiles_w + t0
+                for k in range(length):
+                    a[i][k] = mi[k] + mi[cell + k] + mi[2 * cell + k]
+                for k in range(length):
+                    b[i][k] = mi[cell + k] - mi[2 * cell + k] - mi[3 * cell + k]
             n_full = min(nt, full_w - t0)       # tiles with both output columns inside OW
-            row = out + 2 * ty * out_w + 2 * t0
-            for tx in range(n_full):
-                row[2 * tx] = a[0][tx] + a[1][tx] + a[2][tx] + bias
-                row[2 * tx + 1] = b[0][tx] + b[1][tx] + b[2][tx] + bias
-            if n_full < nt:                     # odd OW: the last tile's left column
-                row[2 * n_full] = a[0][n_full] + a[1][n_full] + a[2][n_full] + bias
-            if 2 * ty + 1 >= out_h:             # odd OH: the last tile row's top row only
-                continue
-            row += out_w
-            for tx in range(n_full):
-                row[2 * tx] = a[1][tx] - a[2][tx] - a[3][tx] + bias
-                row[2 * tx + 1] = b[1][tx] - b[2][tx] - b[3][tx] + bias
-            if n_full < nt:
-                row[2 * n_full] = a[1][n_full] - a[2][n_full] - a[3][n_full] + bias
+            for r in range(n_rows):
+                ty = ty0 + r
+                k = r * nt
+                row = out + 2 * ty * out_w + 2 * t0
+                for tx in range(n_full):
+                    row[2 * tx] = a[0][k + tx] + a[1][k + tx] + a[2][k + tx] + bias
+                    row[2 * tx + 1] = b[0][k + tx] + b[1][k + tx] + b[2][k + tx] + bias
+                if n_full < nt:                 # odd OW: the last tile's left column
+                    row[2 * n_full] = a[0][k + n_full] + a[1][k + n_full] + a[2][k + n_full] + bias
+                if 2 * ty + 1 >= out_h:         # odd OH: the last tile row's top row only
+                    continue
+                row += out_w
+                for tx in range(n_full):
+                    row[2 * tx] = a[1][k + tx] - a[2][k + tx] - a[3][k + tx] + bias
+                    row[2 * tx + 1] = b[1][k + tx] - b[2][k + tx] - b[3][k + tx] + bias
+                if n_full < nt:
+                    row[2 * n_full] = a[1][k + n_full] - a[2][k + n_full] - a[3][k + n_full] + bias
+            t0 += nt
+        ty0 += n_rows
 
 
 def output_transform(const floating[:, :, :] m not None,       # IN  (16, FN, N*TH*TW), rows contiguous
@@ -169,73 +182,86 @@ cdef inline void _output_adjoint_plane(const floating* dy, Py_ssize_t out_h, Py_
 
     With dY = [[z0, w0], [z1, w1]], A along the columns gives e_p = (z_p, z_p + w_p,
     z_p - w_p, -w_p) for rows p = 0, 1; A along the rows gives cell rows
-    (e_0, e_0 + e_1, e_0 - e_1, -e_1).  The tile values are gathered into a local scratch
-    first, then each of the 16 cells is one loop."""
-    cdef floating z0[BLOCK]
-    cdef floating w0[BLOCK]
-    cdef floating z1[BLOCK]
-    cdef floating w1[BLOCK]
+    (e_0, e_0 + e_1, e_0 - e_1, -e_1).  The tile values of a block (as in _output_plane)
+    are gathered into a local scratch row by row, then each of the 16 cells is one loop
+    over the whole block."""
+    cdef floating z0[GROUP]
+    cdef floating w0[GROUP]
+    cdef floating z1[GROUP]
+    cdef floating w1[GROUP]
     cdef const floating* row0
     cdef const floating* row1
     cdef floating* o
-    cdef Py_ssize_t ty, t0, nt, n_full, tx, full_w = out_w // 2
+    cdef Py_ssize_t ty0, ty, r, n_rows, t0, nt, span, length, n_full, tx, k, c
+    cdef Py_ssize_t full_w = out_w // 2
     cdef bint has_row1
-    for ty in range(tiles_h):
-        row0 = dy + 2 * ty * out_w
-        row1 = row0 + out_w
-        has_row1 = 2 * ty + 1 < out_h
-        for t0 in range(0, tiles_w, BLOCK):
-            nt = min(BLOCK, tiles_w - t0)
+    span = tiles_w if tiles_w <= GROUP else GROUP
+    ty0 = 0
+    while ty0 < tiles_h:
+        n_rows = min(GROUP // span, tiles_h - ty0) if tiles_w <= GROUP else 1
+        t0 = 0
+        while t0 < tiles_w:
+            nt = min(span, tiles_w - t0)
+            length = n_rows * nt
             n_full = min(nt, full_w - t0)
-            for tx in range(n_full):
-                z0[tx] = row0[2 * (t0 + tx)]
-                w0[tx] = row0[2 * (t0 + tx) + 1]
-            if has_row1:
+            for r in range(n_rows):
+                ty = ty0 + r
+                k = r * nt
+                row0 = dy + 2 * ty * out_w + 2 * t0
+                has_row1 = 2 * ty + 1 < out_h
                 for tx in range(n_full):
-                    z1[tx] = row1[2 * (t0 + tx)]
-                    w1[tx] = row1[2 * (t0 + tx) + 1]
-            else:
-                for tx in range(nt):
-                    z1[tx] = 0
-                    w1[tx] = 0
-            if n_full < nt:                     # odd OW: the last tile has no right column
-                z0[n_full] = row0[2 * (t0 + n_full)]
-                w0[n_full] = 0
-                z1[n_full] = row1[2 * (t0 + n_full)] if has_row1 else 0
-                w1[n_full] = 0
-            o = dm + ty * tiles_w + t0
-            for tx in range(nt):
-                o[tx] = z0[tx]
-            for tx in range(nt):
-                o[cell + tx] = z0[tx] + w0[tx]
-            for tx in range(nt):
-                o[2 * cell + tx] = z0[tx] - w0[tx]
-            for tx in range(nt):
-                o[3 * cell + tx] = -w0[tx]
-            for tx in range(nt):
-                o[4 * cell + tx] = z0[tx] + z1[tx]
-            for tx in range(nt):
-                o[5 * cell + tx] = (z0[tx] + w0[tx]) + (z1[tx] + w1[tx])
-            for tx in range(nt):
-                o[6 * cell + tx] = (z0[tx] - w0[tx]) + (z1[tx] - w1[tx])
-            for tx in range(nt):
-                o[7 * cell + tx] = -w0[tx] - w1[tx]
-            for tx in range(nt):
-                o[8 * cell + tx] = z0[tx] - z1[tx]
-            for tx in range(nt):
-                o[9 * cell + tx] = (z0[tx] + w0[tx]) - (z1[tx] + w1[tx])
-            for tx in range(nt):
-                o[10 * cell + tx] = (z0[tx] - w0[tx]) - (z1[tx] - w1[tx])
-            for tx in range(nt):
-                o[11 * cell + tx] = w1[tx] - w0[tx]
-            for tx in range(nt):
-                o[12 * cell + tx] = -z1[tx]
-            for tx in range(nt):
-                o[13 * cell + tx] = -(z1[tx] + w1[tx])
-            for tx in range(nt):
-                o[14 * cell + tx] = w1[tx] - z1[tx]
-            for tx in range(nt):
-                o[15 * cell + tx] = w1[tx]
+                    z0[k + tx] = row0[2 * tx]
+                    w0[k + tx] = row0[2 * tx + 1]
+                if has_row1:
+                    row1 = row0 + out_w
+                    for tx in range(n_full):
+                        z1[k + tx] = row1[2 * tx]
+                        w1[k + tx] = row1[2 * tx + 1]
+                else:
+                    for tx in range(nt):
+                        z1[k + tx] = 0
+                        w1[k + tx] = 0
+                if n_full < nt:                 # odd OW: the last tile has no right column
+                    c = k + n_full
+                    z0[c] = row0[2 * n_full]
+                    w0[c] = 0
+                    z1[c] = row0[out_w + 2 * n_full] if has_row1 else 0
+                    w1[c] = 0
+            o = dm + ty0 * tiles_w + t0
+            for k in range(length):
+                o[k] = z0[k]
+            for k in range(length):
+                o[cell + k] = z0[k] + w0[k]
+            for k in range(length):
+                o[2 * cell + k] = z0[k] - w0[k]
+            for k in range(length):
+                o[3 * cell + k] = -w0[k]
+            for k in range(length):
+                o[4 * cell + k] = z0[k] + z1[k]
+            for k in range(length):
+                o[5 * cell + k] = (z0[k] + w0[k]) + (z1[k] + w1[k])
+            for k in range(length):
+                o[6 * cell + k] = (z0[k] - w0[k]) + (z1[k] - w1[k])
+            for k in range(length):
+                o[7 * cell + k] = -w0[k] - w1[k]
+            for k in range(length):
+                o[8 * cell + k] = z0[k] - z1[k]
+            for k in range(length):
+                o[9 * cell + k] = (z0[k] + w0[k]) - (z1[k] + w1[k])
+            for k in range(length):
+                o[10 * cell + k] = (z0[k] - w0[k]) - (z1[k] - w1[k])
+            for k in range(length):
+                o[11 * cell + k] = w1[k] - w0[k]
+            for k in range(length):
+                o[12 * cell + k] = -z1[k]
+            for k in range(length):
+                o[13 * cell + k] = -(z1[k] + w1[k])
+            for k in range(length):
+                o[14 * cell + k] = w1[k] - z1[k]
+            for k in range(length):
+                o[15 * cell + k] = w1[k]
+            t0 += nt
+        ty0 += n_rows
 
 
 def output_adjoint(const floating[:, :, :, ::1] dy not None,   # IN  (N, FN, OH, OW)
@@ -256,65 +282,80 @@ cdef inline void _input_adjoint_plane(const floating* dv, Py_ssize_t cell,
                                       Py_ssize_t tiles_h, Py_ssize_t tiles_w) noexcept nogil:
     """acc (a zeroed padded plane, row length ``width``) += B dV B^T over the tiles.
 
-    Per block of tiles, B along the columns into a local scratch: p[i][j] is the tile's
-    column-j contribution for row i (columns 2, 3 overlap the next tile's 0, 1).  Then each
-    column pair (2k, 2k+1) gathers tile k's columns 0, 1 and tile k-1's columns 2, 3 (slot 0
-    of the scratch carries the previous block's last tile), so no loop depends on itself
-    through memory; B along the rows adds the four rows, one loop each.  The rows 2ty+2,
-    2ty+3 shared with the next tile row are added to again when that row comes."""
-    cdef floating p[4][4][BLOCK + 1]
-    cdef floating qe[4][BLOCK + 1]
-    cdef floating qo[4][BLOCK + 1]
+    Per block of tiles (as in _output_plane), B along the columns into a local scratch in
+    loops over the whole block: p[i][j] is a tile's column-j contribution for row i
+    (columns 2, 3 overlap the next tile's 0, 1).  Then, per tile row, each column pair
+    (2k, 2k+1) gathers tile k's columns 0, 1 and tile k-1's columns 2, 3 (a row cut into
+    pieces carries the previous piece's last tile), so no loop depends on itself through
+    memory; B along the rows adds the four rows, one loop each.  The rows 2ty+2, 2ty+3
+    shared with the next tile row are added to again when that row comes."""
+    cdef floating p[4][4][GROUP]
+    cdef floating qe[4][GROUP + 1]
+    cdef floating qo[4][GROUP + 1]
+    cdef floating carry2[4]
+    cdef floating carry3[4]
     cdef const floating* d
     cdef floating* r0
     cdef floating* r1
     cdef floating* r2
     cdef floating* r3
-    cdef Py_ssize_t ty, t0, nt, n, tx, i, k
-    for ty in range(tiles_h):
-        for i in range(4):
-            p[i][2][0] = 0
-            p[i][3][0] = 0
-        for t0 in range(0, tiles_w, BLOCK):
-            nt = min(BLOCK, tiles_w - t0)
+    cdef Py_ssize_t ty0, ty, r, n_rows, t0, nt, span, length, n, i, k, kb
+    span = tiles_w if tiles_w <= GROUP else GROUP
+    ty0 = 0
+    while ty0 < tiles_h:
+        n_rows = min(GROUP // span, tiles_h - ty0) if tiles_w <= GROUP else 1
+        t0 = 0
+        while t0 < tiles_w:
+            nt = min(span, tiles_w - t0)
+            length = n_rows * nt
             for i in range(4):                  # B along the columns, tile by tile
-                d = dv + 4 * i * cell + ty * tiles_w + t0
-                for tx in range(nt):
-                    p[i][0][tx + 1] = d[tx]
-                for tx in range(nt):
-                    p[i][1][tx + 1] = d[cell + tx] - d[2 * cell + tx] + d[3 * cell + tx]
-                for tx in range(nt):
-                    p[i][2][tx + 1] = d[cell + tx] + d[2 * cell + tx] - d[tx]
-                for tx in range(nt):
-                    p[i][3][tx + 1] = -d[3 * cell + tx]
-            # column pairs 2k, 2k+1 for k = t0 .. t0 + nt - 1, and 2*TW, 2*TW + 1 at the end
+                d = dv + 4 * i * cell + ty0 * tiles_w + t0
+                for k in range(length):
+                    p[i][0][k] = d[k]
+                for k in range(length):
+                    p[i][1][k] = d[cell + k] - d[2 * cell + k] + d[3 * cell + k]
+                for k in range(length):
+                    p[i][2][k] = d[cell + k] + d[2 * cell + k] - d[k]
+                for k in range(length):
+                    p[i][3][k] = -d[3 * cell + k]
+                if t0 == 0:
+                    carry2[i] = 0
+                    carry3[i] = 0
+            # column pairs 2k, 2k+1 of each row; 2*TW, 2*TW + 1 get the last tile's 2, 3
             n = nt + 1 if t0 + nt == tiles_w else nt
-            for i in range(4):
-                for k in range(nt):
-                    qe[i][k] = p[i][0][k + 1] + p[i][2][k]
-                    qo[i][k] = p[i][1][k + 1] + p[i][3][k]
-                if n > nt:
-                    qe[i][nt] = p[i][2][nt]
-                    qo[i][nt] = p[i][3][nt]
-            r0 = acc + 2 * ty * width + 2 * t0
-            r1 = r0 + width
-            r2 = r1 + width
-            r3 = r2 + width
-            for k in range(n):                  # then B along the rows
-                r0[2 * k] += qe[0][k]
-                r0[2 * k + 1] += qo[0][k]
-            for k in range(n):
-                r1[2 * k] += qe[1][k] - qe[2][k] + qe[3][k]
-                r1[2 * k + 1] += qo[1][k] - qo[2][k] + qo[3][k]
-            for k in range(n):
-                r2[2 * k] += qe[1][k] + qe[2][k] - qe[0][k]
-                r2[2 * k + 1] += qo[1][k] + qo[2][k] - qo[0][k]
-            for k in range(n):
-                r3[2 * k] -= qe[3][k]
-                r3[2 * k + 1] -= qo[3][k]
-            for i in range(4):                  # carry the block's last tile
-                p[i][2][0] = p[i][2][nt]
-                p[i][3][0] = p[i][3][nt]
+            for r in range(n_rows):
+                ty = ty0 + r
+                kb = r * nt
+                for i in range(4):
+                    qe[i][0] = p[i][0][kb] + carry2[i]
+                    qo[i][0] = p[i][1][kb] + carry3[i]
+                    for k in range(1, nt):
+                        qe[i][k] = p[i][0][kb + k] + p[i][2][kb + k - 1]
+                        qo[i][k] = p[i][1][kb + k] + p[i][3][kb + k - 1]
+                    if n > nt:
+                        qe[i][nt] = p[i][2][kb + nt - 1]
+                        qo[i][nt] = p[i][3][kb + nt - 1]
+                r0 = acc + 2 * ty * width + 2 * t0
+                r1 = r0 + width
+                r2 = r1 + width
+                r3 = r2 + width
+                for k in range(n):              # then B along the rows
+                    r0[2 * k] += qe[0][k]
+                    r0[2 * k + 1] += qo[0][k]
+                for k in range(n):
+                    r1[2 * k] += qe[1][k] - qe[2][k] + qe[3][k]
+                    r1[2 * k + 1] += qo[1][k] - qo[2][k] + qo[3][k]
+                for k in range(n):
+                    r2[2 * k] += qe[1][k] + qe[2][k] - qe[0][k]
+                    r2[2 * k + 1] += qo[1][k] + qo[2][k] - qo[0][k]
+                for k in range(n):
+                    r3[2 * k] -= qe[3][k]
+                    r3[2 * k + 1] -= qo[3][k]
+            for i in range(4):                  # a row cut into pieces: carry its last tile
+                carry2[i] = p[i][2][nt - 1]
+                carry3[i] = p[i][3][nt - 1]
+            t0 += nt
+        ty0 += n_rows
 
 
 def input_adjoint(const floating[:, :, :] dv not None,        # IN  (16, C, N*TH*TW), rows contiguous

@@ -36,6 +36,8 @@ CASES = [
     ((17, 4, 6, 6), 3, 1),     # several micro-batches, the last one short
     ((1, 4, 2, 2), 1, 1),      # one filter, one tile: (16, 1, 1) cells (review finding)
     ((3, 1, 3, 3), 1, 0),      # one channel and one filter, one tile
+    ((1, 4, 3, 521), 2, 1),    # 261 tiles per row: rows cut into pieces
+    ((1, 4, 40, 39), 2, 1),    # 20 tile rows of 20 tiles: two groups of whole rows
 ]
 
 
@@ -85,7 +87,9 @@ def test_input_transform_is_bt_d_b(th, tw, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("out_h,out_w", [(1, 1), (4, 6), (5, 7), (3, 67)])
+# 67: 34 tiles (one group of rows); 515, 1030: 258 and 515 tiles, rows cut into pieces
+@pytest.mark.parametrize("out_h,out_w", [(1, 1), (4, 6), (5, 7), (3, 67), (3, 515), (2, 1030),
+                                         (41, 40)])   # 21 tile rows of 20: two row groups
 def test_output_transform_is_at_m_a_cropped(out_h, out_w, dtype):
     th, tw = (out_h + 1) // 2, (out_w + 1) // 2
     rng = rng_for("output", out_h, out_w)
@@ -100,7 +104,8 @@ def test_output_transform_is_at_m_a_cropped(out_h, out_w, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("out_h,out_w", [(1, 1), (4, 6), (5, 7), (3, 67)])
+@pytest.mark.parametrize("out_h,out_w", [(1, 1), (4, 6), (5, 7), (3, 67), (3, 515), (2, 1030),
+                                         (41, 40)])
 def test_output_adjoint_is_the_transpose_of_output_transform(out_h, out_w, dtype):
     """<output_transform(m), dy> == <m, output_adjoint(dy)> (bias zero)."""
     th, tw = (out_h + 1) // 2, (out_w + 1) // 2
@@ -117,7 +122,10 @@ def test_output_adjoint_is_the_transpose_of_output_transform(out_h, out_w, dtype
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,pad,th,tw", [((2, 3, 5, 7), 1, 3, 4), ((1, 2, 14, 14), 2, 8, 8),
-                                             ((2, 2, 3, 70), 0, 1, 34), ((1, 2, 2, 2), 3, 3, 3)])
+                                             ((2, 2, 3, 70), 0, 1, 34), ((1, 2, 2, 2), 3, 3, 3),
+                                             ((1, 2, 5, 517), 1, 3, 259),    # rows cut in pieces
+                                             ((1, 1, 3, 1030), 0, 1, 514),
+                                             ((1, 2, 40, 40), 1, 20, 20)])   # two row groups
 def test_input_adjoint_is_the_transpose_of_input_transform(shape, pad, th, tw, dtype):
     """<input_transform(pad(x)), dv> == <x, input_adjoint(dv)>, through the crop."""
     n, c, h, w = shape
