@@ -46,9 +46,8 @@ cdef Py_ssize_t _cell_stride(Py_ssize_t* shape, Py_ssize_t* strides, Py_ssize_t 
     return strides[0] // itemsize
 
 
-DEF BLOCK = 32      # tiles per block of a tile row: the block's scratch stays in L1
-                    # (DEF: range() needs a literal step to become a C loop)
-DEF GROUP = 256     # tiles per block when whole tile rows are grouped
+DEF GROUP = 256     # tiles per block: whole tile rows while they fit, else pieces of a row
+                    # (the block's scratch, 8-16 KB, stays in L1)
 
 
 cdef inline void _input_plane(const floating* src, Py_ssize_t width,
@@ -56,44 +55,59 @@ cdef inline void _input_plane(const floating* src, Py_ssize_t width,
                               Py_ssize_t tiles_w) noexcept nogil:
     """v[xi * cell + ty * TW + tx] := (B^T d B)[xi] for the plane's tiles (src is padded).
 
-    Two passes per block of tiles: B^T down the four rows into a local scratch (contiguous),
-    then B along the columns, one output cell per loop.  Written as one loop over tiles with
-    16 output streams, gcc could not prove the streams apart from the input and left it
-    scalar; each loop here has one output and vectorizes."""
-    cdef floating s[4][2 * BLOCK + 2]
-    cdef const floating* r0
-    cdef const floating* r1
-    cdef const floating* r2
-    cdef const floating* r3
+    Per block of tiles (as in _output_plane): B along the columns of each input row once
+    (rows 2ty..2ty+3 of consecutive tiles overlap by two), stored by tile with even and odd
+    rows apart, so that row 2ty+2 of tile (ty, tx) sits one tile row after row 2ty.  Then
+    B^T down the rows is 16 loops over the whole block, one output cell each.  (A single
+    loop over tiles writing 16 streams stayed scalar; per-row loops were 4-14 tiles long.)"""
+    cdef floating xe[4][GROUP + GROUP]     # xe[j][(h - 2ty0) / 2 * nt + tx], even rows h
+    cdef floating xo[4][GROUP + GROUP]     # odd rows
+    cdef const floating* row
     cdef floating* o
-    cdef floating* si
-    cdef Py_ssize_t ty, t0, nt, q, tx, i
-    for ty in range(tiles_h):
-        for t0 in range(0, tiles_w, BLOCK):
-            nt = min(BLOCK, tiles_w - t0)
-            r0 = src + 2 * ty * width + 2 * t0
-            r1 = r0 + width
-            r2 = r1 + width
-            r3 = r2 + width
-            for q in range(2 * nt + 2):         # B^T along the rows
-                s[0][q] = r0[q] - r2[q]
-                s[1][q] = r1[q] + r2[q]
-                s[2][q] = r2[q] - r1[q]
-                s[3][q] = r1[q] - r3[q]
-            for i in range(4):                  # then B along the columns
-                si = s[i]
-                o = v + 4 * i * cell + ty * tiles_w + t0
+    cdef floating* dst0
+    cdef floating* dst1
+    cdef floating* dst2
+    cdef floating* dst3
+    cdef Py_ssize_t ty0, n_rows, t0, nt, span, length, h, tx, c, k, j
+    span = tiles_w if tiles_w <= GROUP else GROUP
+    ty0 = 0
+    while ty0 < tiles_h:
+        n_rows = min(GROUP // span, tiles_h - ty0) if tiles_w <= GROUP else 1
+        t0 = 0
+        while t0 < tiles_w:
+            nt = min(span, tiles_w - t0)
+            length = n_rows * nt
+            for h in range(2 * n_rows + 2):     # B along the columns of each input row
+                row = src + (2 * ty0 + h) * width + 2 * t0
+                k = (h // 2) * nt
+                if h % 2 == 0:
+                    dst0 = &xe[0][k]
+                    dst1 = &xe[1][k]
+                    dst2 = &xe[2][k]
+                    dst3 = &xe[3][k]
+                else:
+                    dst0 = &xo[0][k]
+                    dst1 = &xo[1][k]
+                    dst2 = &xo[2][k]
+                    dst3 = &xo[3][k]
                 for tx in range(nt):
-                    o[tx] = si[2 * tx] - si[2 * tx + 2]
-                o += cell
-                for tx in range(nt):
-                    o[tx] = si[2 * tx + 1] + si[2 * tx + 2]
-                o += cell
-                for tx in range(nt):
-                    o[tx] = si[2 * tx + 2] - si[2 * tx + 1]
-                o += cell
-                for tx in range(nt):
-                    o[tx] = si[2 * tx + 1] - si[2 * tx + 3]
+                    c = 2 * tx
+                    dst0[tx] = row[c] - row[c + 2]
+                    dst1[tx] = row[c + 1] + row[c + 2]
+                    dst2[tx] = row[c + 2] - row[c + 1]
+                    dst3[tx] = row[c + 1] - row[c + 3]
+            o = v + ty0 * tiles_w + t0          # then B^T down the rows: 0-2, 1+2, 2-1, 1-3
+            for j in range(4):
+                for k in range(length):
+                    o[j * cell + k] = xe[j][k] - xe[j][k + nt]
+                for k in range(length):
+                    o[(4 + j) * cell + k] = xo[j][k] + xe[j][k + nt]
+                for k in range(length):
+                    o[(8 + j) * cell + k] = xe[j][k + nt] - xo[j][k]
+                for k in range(length):
+                    o[(12 + j) * cell + k] = xo[j][k] - xo[j][k + nt]
+            t0 += nt
+        ty0 += n_rows
 
 
 def input_transform(const floating[:, :, :, ::1] xp not None,   # IN  (N, C, HP, WP), padded

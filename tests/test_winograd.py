@@ -76,7 +76,8 @@ def tiles_of(xp, th, tw):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("th,tw", [(1, 1), (3, 5), (2, 40), (4, 33)])   # 33, 40: two blocks
+# (20, 20): two groups of whole tile rows; (1, 300): one row cut into pieces
+@pytest.mark.parametrize("th,tw", [(1, 1), (3, 5), (2, 40), (4, 33), (20, 20), (1, 300)])
 def test_input_transform_is_bt_d_b(th, tw, dtype):
     rng = rng_for("input", th, tw)
     xp = rng.standard_normal((2, 3, 2 * th + 2, 2 * tw + 2)).astype(dtype)
