@@ -14,7 +14,10 @@ torch.set_num_threads) and batch 100:
 * achieved GFLOP/s (analytic FLOPs of the layer shapes) against the float32 GEMM peak
   measured with np.matmul (and PyTorch's own torch.mm peak).
 
-Times are medians of ``--repeats`` runs after warm-up; the NumPy inference is a single
+cnn_core and PyTorch are timed in ``--rounds`` alternating rounds (default 3) of
+``--repeats`` steps each, and each median is taken over all of its rounds: this machine's
+speed drifts by 10 % over minutes, and alternating keeps that drift out of their ratio.
+Times are medians of the timed runs after warm-up; the NumPy inference is a single
 timed run after a warm-up chunk (DeepConvNet takes ~26 s on 10,000 images: ``--skip-slow``
 leaves it out).  PyTorch is skipped, with a message, when it is not importable.
 Results go to ``--json`` (default bench/results.json).
@@ -27,6 +30,7 @@ import argparse
 import itertools
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -97,8 +101,20 @@ def numpy_inference(model_name, x, threads, seed=0, batch_size=100):
 
 
 # ----------------------------------------------------------------------------- the run
+def merge_rounds(runs):
+    """One timing from several rounds of the same measurement: all their times together."""
+    merged = dict(runs[0])
+    times = [t for r in runs for t in r["times_ms"]]
+    merged.update(times_ms=times, median_ms=statistics.median(times), min_ms=min(times),
+                  rounds=len(runs))
+    merged["gflops"] = merged["flops"] / (merged["median_ms"] * 1e6)
+    if "images_per_s" in merged:
+        merged["images_per_s"] = merged["n_images"] / (merged["median_ms"] / 1e3)
+    return merged
+
+
 def run(threads=(1, 2), repeats=10, batch_size=100, quick=False, skip_slow=False,
-        models=book_numpy.MODELS, data=None, rss=True, rss_steps=20, json_path=None):
+        models=book_numpy.MODELS, data=None, rss=True, rss_steps=20, json_path=None, rounds=3):
     torch_models, torch_msg = _import_torch_models()
     if quick:
         repeats, rss_steps = min(repeats, 3), min(rss_steps, 5)
@@ -115,6 +131,7 @@ def run(threads=(1, 2), repeats=10, batch_size=100, quick=False, skip_slow=False
     out = {"environment": env, "config": {
         "threads": list(threads), "repeats": repeats, "batch_size": batch_size, "quick": quick,
         "skip_slow": skip_slow, "models": list(models), "rss_steps": rss_steps,
+        "rounds": rounds,
         "data": "random" if data is None else "mnist", "inference_images": len(x_test),
         "dtypes": {"cnn_core": "float32", "numpy": "float64", "torch": "float32"},
         "inference_chunk": {"cnn_core": 1000, "numpy": 100, "torch": 1000}},
@@ -136,13 +153,22 @@ def run(threads=(1, 2), repeats=10, batch_size=100, quick=False, skip_slow=False
         out["gemm_peak_gflops"]["numpy"][str(n)] = benchmark.gemm_peak_gflops(n, n=gemm_n)
         if torch_models is not None:
             out["gemm_peak_gflops"]["torch"][str(n)] = torch_models.gemm_peak_gflops(n, n=gemm_n)
-    for n in threads:
+    timed = {"cnn_core": (benchmark.time_train_step, benchmark.time_inference)}
+    if torch_models is not None:
+        timed["torch"] = (torch_models.time_train_step, torch_models.time_inference)
+    for n in threads:                   # cnn_core and PyTorch in alternating rounds
         for model in models:
-            progress(f"cnn_core {model}, {n} thread(s)")
-            out["train_step"]["cnn_core"].append(benchmark.time_train_step(
-                model, batch_size, repeats, n, x_train, t_train))
-            out["inference"]["cnn_core"].append(benchmark.time_inference(
-                model, x_test, n, 1 if quick else 3))
+            steps = {impl: [] for impl in timed}
+            passes = {impl: [] for impl in timed}
+            for r in range(rounds):
+                for impl, (train_step, inference) in timed.items():
+                    progress(f"{impl} {model}, {n} thread(s), round {r + 1}/{rounds}")
+                    steps[impl].append(train_step(model, batch_size, repeats, n, x_train,
+                                                  t_train))
+                    passes[impl].append(inference(model, x_test, n, 1 if quick else 3))
+            for impl in timed:
+                out["train_step"][impl].append(merge_rounds(steps[impl]))
+                out["inference"][impl].append(merge_rounds(passes[impl]))
     for n in threads:
         for model in models:
             progress(f"numpy {model}, {n} thread(s)")
@@ -153,14 +179,6 @@ def run(threads=(1, 2), repeats=10, batch_size=100, quick=False, skip_slow=False
             out["inference"]["numpy"].append(numpy_inference(model, x_test, n))
     if skip_slow and "deep_convnet" in models:
         out["notes"].append("NumPy DeepConvNet inference skipped (--skip-slow)")
-    if torch_models is not None:
-        for n in threads:
-            for model in models:
-                progress(f"torch {model}, {n} thread(s)")
-                out["train_step"]["torch"].append(torch_models.time_train_step(
-                    model, batch_size, repeats, n, x_train, t_train))
-                out["inference"]["torch"].append(torch_models.time_inference(
-                    model, x_test, n, 1 if quick else 3))
     if rss and "deep_convnet" in models:
         setups = {"cnn_core": benchmark.train_workload, "numpy": book_numpy.make_train_workload}
         if torch_models is not None:
@@ -212,8 +230,12 @@ def print_tables(out):
     cfg = out["config"]
     for kind, title in (("train_step", f"training step, batch {cfg['batch_size']} (ms)"),
                         ("inference", f"inference, {cfg['inference_images']} images (ms)")):
-        runs = (f"median of {cfg['repeats']} runs" if kind == "train_step" else
-                f"median of {1 if cfg['quick'] else 3} runs, NumPy 1 run")
+        rounds = cfg.get("rounds", 1)
+        per_round = cfg["repeats"] if kind == "train_step" else (1 if cfg["quick"] else 3)
+        runs = (f"cnn_core and torch: median of {rounds} alternating rounds x {per_round} runs; "
+                f"NumPy: median of {cfg['repeats']} runs" if kind == "train_step" else
+                f"cnn_core and torch: median of {rounds} alternating rounds x {per_round} runs; "
+                f"NumPy: 1 run")
         print(f"\n{title}; {runs}; data: {cfg['data']}; ratio > 1 means cnn_core is faster")
         head = (f"{'model':<15} {'thr':>3} {'cnn_core':>9} {'numpy f64':>10} {'torch':>9} "
                 f"{'numpy/cnn':>9} {'torch/cnn':>9} {'cnn GF/s':>9} {'%peak':>6} "
@@ -246,7 +268,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=benchmark.thread_list, default=(1, 2),
                         help="thread counts, comma-separated (default 1,2)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed training steps")
+    parser.add_argument("--repeats", type=int, default=10,
+                        help="timed training steps per round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds of cnn_core and PyTorch (default 3)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--models", type=lambda s: tuple(s.split(",")), default=book_numpy.MODELS)
     parser.add_argument("--data-dir", default=None, help="MNIST directory")
@@ -264,8 +289,10 @@ def main(argv=None):
     data = load_data(args.data_dir)
     if data is None:
         print("MNIST not found: timing on random data of MNIST's shape")
+    if args.rounds < 1 or args.repeats < 1:
+        parser.error(f"--rounds and --repeats must be >= 1, got {args.rounds} and {args.repeats}")
     run(args.threads, args.repeats, args.batch_size, args.quick, args.skip_slow, args.models,
-        data, not args.no_rss, args.rss_steps, args.json)
+        data, not args.no_rss, args.rss_steps, args.json, 1 if args.quick else args.rounds)
     return 0
 
 
