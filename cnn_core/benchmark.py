@@ -160,10 +160,9 @@ def time_inference(model_name, x=None, threads=1, repeats=3, warmup=1, seed=0):
         x, _ = random_mnist(N_TEST_IMAGES, seed)
     x = np.ascontiguousarray(np.asarray(x, np.float32).reshape((-1,) + IMAGE_SHAPE))
     net = build_model(model_name, seed=seed)
-    warm = x[:min(len(x), 1000)]
     with thread_limits(threads):
-        for _ in range(warmup):
-            net.predict(warm)
+        for _ in range(warmup):     # a whole pass, as bench/torch_models.py does
+            net.predict(x)
         timing = time_callable(lambda: net.predict(x), repeats, 0)
     flops = flop_counts(model_name)["forward_per_image"] * len(x)
     return dict(timing, model=model_name, threads=threads, n_images=len(x),
