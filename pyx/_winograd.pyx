@@ -50,6 +50,20 @@ DEF GROUP = 256     # tiles per block: whole tile rows while they fit, else piec
                     # (the block's scratch, 8-16 KB, stays in L1)
 
 
+cdef inline Py_ssize_t _group_span(Py_ssize_t tiles_w) noexcept nogil:
+    """Tiles per row piece of a block: a whole tile row if it fits in GROUP, else GROUP."""
+    return tiles_w if tiles_w <= GROUP else GROUP
+
+
+cdef inline Py_ssize_t _group_rows(Py_ssize_t ty0, Py_ssize_t tiles_h,
+                                   Py_ssize_t tiles_w) noexcept nogil:
+    """Tile rows in the block starting at row ty0: as many whole rows as fit in GROUP tiles
+    (their cells are contiguous), or 1 when a row is cut into pieces."""
+    if tiles_w > GROUP:
+        return 1
+    return min(GROUP // tiles_w, tiles_h - ty0)
+
+
 cdef inline void _input_plane(const floating* src, Py_ssize_t width,
                               floating* v, Py_ssize_t cell, Py_ssize_t tiles_h,
                               Py_ssize_t tiles_w) noexcept nogil:
@@ -69,10 +83,10 @@ cdef inline void _input_plane(const floating* src, Py_ssize_t width,
     cdef floating* dst2
     cdef floating* dst3
     cdef Py_ssize_t ty0, n_rows, t0, nt, span, length, h, tx, c, k, j
-    span = tiles_w if tiles_w <= GROUP else GROUP
+    span = _group_span(tiles_w)
     ty0 = 0
     while ty0 < tiles_h:
-        n_rows = min(GROUP // span, tiles_h - ty0) if tiles_w <= GROUP else 1
+        n_rows = _group_rows(ty0, tiles_h, tiles_w)
         t0 = 0
         while t0 < tiles_w:
             nt = min(span, tiles_w - t0)
@@ -139,10 +153,10 @@ cdef inline void _output_plane(const floating* m, Py_ssize_t cell, floating bias
     cdef floating* row
     cdef Py_ssize_t ty0, ty, r, n_rows, t0, nt, span, length, n_full, tx, i, k
     cdef Py_ssize_t full_w = out_w // 2
-    span = tiles_w if tiles_w <= GROUP else GROUP
+    span = _group_span(tiles_w)
     ty0 = 0
     while ty0 < tiles_h:
-        n_rows = min(GROUP // span, tiles_h - ty0) if tiles_w <= GROUP else 1
+        n_rows = _group_rows(ty0, tiles_h, tiles_w)
         t0 = 0
         while t0 < tiles_w:
             nt = min(span, tiles_w - t0)
@@ -209,10 +223,10 @@ cdef inline void _output_adjoint_plane(const floating* dy, Py_ssize_t out_h, Py_
     cdef Py_ssize_t ty0, ty, r, n_rows, t0, nt, span, length, n_full, tx, k, c
     cdef Py_ssize_t full_w = out_w // 2
     cdef bint has_row1
-    span = tiles_w if tiles_w <= GROUP else GROUP
+    span = _group_span(tiles_w)
     ty0 = 0
     while ty0 < tiles_h:
-        n_rows = min(GROUP // span, tiles_h - ty0) if tiles_w <= GROUP else 1
+        n_rows = _group_rows(ty0, tiles_h, tiles_w)
         t0 = 0
         while t0 < tiles_w:
             nt = min(span, tiles_w - t0)
@@ -314,10 +328,10 @@ cdef inline void _input_adjoint_plane(const floating* dv, Py_ssize_t cell,
     cdef floating* r2
     cdef floating* r3
     cdef Py_ssize_t ty0, ty, r, n_rows, t0, nt, span, length, n, i, k, kb
-    span = tiles_w if tiles_w <= GROUP else GROUP
+    span = _group_span(tiles_w)
     ty0 = 0
     while ty0 < tiles_h:
-        n_rows = min(GROUP // span, tiles_h - ty0) if tiles_w <= GROUP else 1
+        n_rows = _group_rows(ty0, tiles_h, tiles_w)
         t0 = 0
         while t0 < tiles_w:
             nt = min(span, tiles_w - t0)
