@@ -301,12 +301,25 @@ _KERNELS = ("im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "avgp
             "relu_forward", "relu_backward", "adam_update")
 
 
+#: compiled kernels that cnn_core.functional calls inside a convolution, by module
+_CONV_KERNELS = {"_im2col": ("im2col_t", "col2im_t"),
+                 "_winograd": ("input_transform", "output_transform", "output_adjoint",
+                               "input_adjoint")}
+
+
 @contextlib.contextmanager
 def _timed_kernels(sink):
-    """Wrap the functional kernel entry points so that their time adds to ``sink[name]``
-    (functional's own callers look the names up at call time, so they see the wrappers)."""
+    """Wrap the functional kernel entry points, and the compiled kernels a convolution calls,
+    so that their time adds to ``sink[name]`` (callers look the names up at call time, so
+    they see the wrappers).  Kernels run by the convolution's worker threads add up: on
+    several threads the sum can exceed the wall time."""
+    import threading
     from . import functional
-    originals = {name: getattr(functional, name) for name in _KERNELS}
+    lock = threading.Lock()
+    targets = [(functional, name) for name in _KERNELS]
+    targets += [(getattr(functional, module), name)
+                for module, names in _CONV_KERNELS.items() for name in names]
+    originals = [(owner, name, getattr(owner, name)) for owner, name in targets]
 
     def wrap(name, fn):
         def timed(*args, **kwargs):
@@ -314,30 +327,49 @@ def _timed_kernels(sink):
             try:
                 return fn(*args, **kwargs)
             finally:
-                sink[name] = sink.get(name, 0.0) + time.perf_counter() - start
+                elapsed = time.perf_counter() - start
+                with lock:
+                    sink[name] = sink.get(name, 0.0) + elapsed
         return timed
     try:
-        for name, fn in originals.items():
-            setattr(functional, name, wrap(name, fn))
+        for owner, name, fn in originals:
+            setattr(owner, name, wrap(name, fn))
         yield
     finally:
-        for name, fn in originals.items():
-            setattr(functional, name, fn)
+        for owner, name, fn in originals:
+            setattr(owner, name, fn)
 
 
 def _conv_gemm_ms(layer, repeats):
-    """Median ms of the three GEMMs of a convolution step at its shapes (forward, dW, dcols),
-    run alone as one GEMM per sample, as the convolution does."""
-    from .functional import conv_output_size
+    """Median ms of a convolution step's matrix products at its shapes, run alone as the
+    convolution runs them: (forward, backward).  im2col: one GEMM per sample for the
+    forward, dW and dcols.  Winograd: the 16 cell products per micro-batch for the forward,
+    dU and dV, times the number of micro-batches."""
+    from . import functional as F
     W = layer.params["W"]
-    n_filters, _, kh, kw = W.shape
+    n_filters, n_channels, kh, kw = W.shape
     n_batch, _, h, w = layer.x.shape
-    n_pix = (conv_output_size(h, kh, layer.stride, layer.pad)
-             * conv_output_size(w, kw, layer.stride, layer.pad))
-    w2 = W.reshape(n_filters, -1)
+    out_h = F.conv_output_size(h, kh, layer.stride, layer.pad)
+    out_w = F.conv_output_size(w, kw, layer.stride, layer.pad)
     rng = np.random.default_rng(0)
-    cols = rng.standard_normal((n_batch, w2.shape[1], n_pix)).astype(W.dtype)
-    dout = rng.standard_normal((n_batch, n_filters, n_pix)).astype(W.dtype)
+    if F._conv_algorithm(layer.algorithm, W.shape, layer.stride) == "winograd":
+        plan = F._WinogradPlan(layer.x.shape, n_filters, layer.pad, out_h, out_w,
+                               W.dtype.itemsize)
+        u = F._winograd_weights(W)
+        u_t = np.ascontiguousarray(u.transpose(0, 2, 1))
+        v = plan.view(plan.cells(n_channels, W.dtype), n_channels, plan.step)
+        m = plan.view(plan.cells(n_filters, W.dtype), n_filters, plan.step)
+        v[...] = rng.standard_normal(v.shape)
+        m[...] = rng.standard_normal(m.shape)
+        du = np.empty((16, n_filters, n_channels), dtype=W.dtype)
+        fwd = time_callable(lambda: np.matmul(u, v, out=m), repeats, 1)["median_ms"]
+        bwd = (time_callable(lambda: np.matmul(m, v.transpose(0, 2, 1), out=du), repeats,
+                             1)["median_ms"]
+               + time_callable(lambda: np.matmul(u_t, m, out=v), repeats, 1)["median_ms"])
+        return fwd * plan.n_micro, bwd * plan.n_micro
+    w2 = W.reshape(n_filters, -1)
+    cols = rng.standard_normal((n_batch, w2.shape[1], out_h * out_w)).astype(W.dtype)
+    dout = rng.standard_normal((n_batch, n_filters, out_h * out_w)).astype(W.dtype)
     fwd = time_callable(lambda: np.matmul(w2, cols), repeats, 1)["median_ms"]
     bwd = (time_callable(lambda: np.matmul(dout, cols.transpose(0, 2, 1)), repeats, 1)["median_ms"]
            + time_callable(lambda: np.matmul(w2.T, dout), repeats, 1)["median_ms"])
@@ -349,8 +381,9 @@ def profile_train_step(model_name, batch_size=100, repeats=10, threads=1, x=None
     """Per-layer median forward and backward ms of one training step, plus loss and Adam.
 
     Each row also holds the time spent in cnn_core's compiled kernels (im2col, col2im,
-    pooling, batch norm) during that layer, and for convolutions the time of its three
-    GEMMs run alone at the same shapes; the rest is layout (transposes, copies) and checks.
+    Winograd transforms, pooling, batch norm; summed over threads) during that layer, and
+    for convolutions the time of its matrix products run alone at the same shapes (on one
+    thread's worth of work: the whole batch); the rest is layout, copies and checks.
     """
     from .optim import Adam
     net = build_model(model_name, seed=seed)
@@ -424,8 +457,8 @@ def profile_train_step(model_name, batch_size=100, repeats=10, threads=1, x=None
 def _print_profile(p):
     total = p["step_ms"]
     print(f"\nprofile: {p['model']}, batch {p['batch_size']}, {p['threads']} thread(s); "
-          f"step {total:.2f} ms (median; kern = compiled kernels, gemm = the layer's GEMMs "
-          f"timed alone)")
+          f"step {total:.2f} ms (median; kern = compiled kernels, summed over threads; "
+          f"gemm = the layer's matrix products timed alone)")
     head = (f"{'layer':<32} {'fwd ms':>8} {'kern':>7} {'gemm':>7} {'bwd ms':>8} {'kern':>7} "
             f"{'gemm':>7} {'% step':>7}")
     print(head)

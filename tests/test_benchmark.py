@@ -57,6 +57,19 @@ def test_run_returns_positive_times_and_profile(restore_num_threads):
     assert profile["layers"][2]["kernels_forward_ms"] > 0   # the max-pool kernel
 
 
+def test_profile_reports_convolution_kernels_and_products(restore_num_threads):
+    """DeepConvNet's layers: conv1 runs im2col, the others Winograd; both report the time of
+    their compiled kernels and of their matrix products at their own shapes."""
+    p = benchmark.profile_train_step("deep_convnet", batch_size=8, repeats=1, threads=1,
+                                     warmup=1)
+    convs = [r for r in p["layers"] if r["layer"].startswith("Conv2D")]
+    assert len(convs) == 6
+    for r in convs:
+        assert r["kernels_forward_ms"] > 0 and r["kernels_backward_ms"] > 0, r["layer"]
+        assert r["gemm_forward_ms"] > 0 and r["gemm_backward_ms"] > 0, r["layer"]
+        assert r["kernels_forward_ms"] < r["forward_ms"], r["layer"]
+
+
 def test_flop_counts_from_layer_shapes():
     # SimpleConvNet: conv 24*24*30*25, Affine 4320*100 and 100*10 multiply-adds per image
     macs = 24 * 24 * 30 * 25 + 4320 * 100 + 100 * 10
