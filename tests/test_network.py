@@ -148,6 +148,26 @@ def test_npz_round_trip_bit_for_bit(tmp_path):
     assert [p.dtype for p in rebuilt.params.values()] == [np.float32] * len(net.params)
 
 
+def test_saved_model_keeps_each_convolution_algorithm(tmp_path):
+    """load_model rebuilds Conv2D with the algorithm it was saved with (an older file
+    without the key gets "auto")."""
+    net = Sequential([Conv2D(4, 3, pad=1, algorithm="im2col"), Relu(),
+                      Conv2D(4, 3, pad=1, algorithm="winograd"), Relu(), Dense(3)],
+                     input_shape=(4, 6, 6), seed=0)
+    path = tmp_path / "conv.npz"
+    net.save_params(path)
+    rebuilt = cnn_core.load_model(path)
+    assert [layer.algorithm for layer in rebuilt.layers if hasattr(layer, "algorithm")] == \
+        ["im2col", "winograd"]
+    x = np.random.default_rng(0).random((2, 4, 6, 6), dtype=np.float32)
+    np.testing.assert_array_equal(net.predict(x), rebuilt.predict(x))
+    config = net.get_config()
+    for layer in config["layers"]:
+        layer.pop("algorithm", None)
+    assert all(layer.algorithm == "auto" for layer in Sequential.from_config(config).layers
+               if hasattr(layer, "algorithm"))
+
+
 def test_load_params_errors_leave_network_unchanged(tmp_path):
     net = SimpleConvNet(seed=0)
     before = {k: v.copy() for k, v in net.params.items()}
