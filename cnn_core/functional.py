@@ -19,7 +19,7 @@ import numpy as np
 from . import _batchnorm, _elementwise, _im2col, _pool, _winograd
 from ._dtype import as_float_array, result_float_dtype
 from ._threads import MAX_THREADS, get_num_threads
-from ._workers import run_chunks
+from ._workers import run_chunks, split_bounds
 
 __all__ = [
     "conv_output_size", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
@@ -298,11 +298,11 @@ def _winograd_weights(W):
 class _WinogradPlan:
     """Tiles, padded-plane size and the fixed micro-batch grid of one convolution.
 
-    Samples go through in micro-batches of ``step`` whose boundaries depend only on the
-    shapes, never on the thread count: for a given batch size each sample always meets the
-    same matrix-product shapes and the weight gradient sums per-micro-batch terms in a fixed
-    order.  (So a float32 result can differ in its last bits between batch sizes, which
-    im2col's per-sample products do not.)"""
+    Samples go through in ``n_micro`` micro-batches of near-equal size (at most ``step``)
+    whose boundaries depend only on the shapes, never on the thread count: for a given batch
+    size each sample always meets the same matrix-product shapes and the weight gradient
+    sums per-micro-batch terms in a fixed order.  (So a float32 result can differ in its
+    last bits between batch sizes, which im2col's per-sample products do not.)"""
 
     def __init__(self, x_shape, n_filters, pad, out_h, out_w, itemsize):
         n_batch, n_channels, height, width = x_shape
@@ -313,9 +313,11 @@ class _WinogradPlan:
         per_sample = 16 * max(n_channels, n_filters) * self.tiles * itemsize
         step = max(1, WINOGRAD_BUFFER_BYTES // per_sample)
         # at least WINOGRAD_MIN_MICRO micro-batches where the batch allows, so that threads
-        # share evenly
-        self.step = min(step, max(1, -(-n_batch // WINOGRAD_MIN_MICRO)))
-        self.n_micro = -(-n_batch // self.step)
+        # share evenly, all of near-equal size: 100 samples in 13s (the last 9) gave one of
+        # two threads 52 and the other 48
+        self.n_micro = max(-(-n_batch // step), min(n_batch, WINOGRAD_MIN_MICRO))
+        self.bounds = split_bounds(n_batch, self.n_micro)
+        self.step = max(b - a for a, b in zip(self.bounds, self.bounds[1:]))
 
     def cells(self, n_rows, dtype):
         """A buffer for (16, n_rows, step * tiles) cells; :meth:`view` takes its first z
@@ -339,8 +341,7 @@ class _WinogradPlan:
 
     def input_cells(self, x, i, xp, vbuf):
         """``(a, z, V)``: micro-batch i is samples [a, a+z); V holds their input cells."""
-        a = i * self.step
-        z = min(self.step, x.shape[0] - a)
+        a, z = self.bounds[i], self.bounds[i + 1] - self.bounds[i]
         h, w = x.shape[2], x.shape[3]
         xp[:z, :, self.pad:self.pad + h, self.pad:self.pad + w] = x[a:a + z]
         v = self.view(vbuf, x.shape[1], z)

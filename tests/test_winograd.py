@@ -227,7 +227,10 @@ def test_results_do_not_depend_on_n_threads(dtype):
 
 def test_plan_uses_several_micro_batches_and_separates_cells():
     plan = F._WinogradPlan((100, 32, 14, 14), 32, 2, 16, 16, 4)
-    assert plan.n_micro >= 8 and plan.step * plan.n_micro >= 100
+    sizes = np.diff(plan.bounds)
+    assert plan.n_micro >= 8 and len(sizes) == plan.n_micro and sizes.sum() == 100
+    assert sizes.max() - sizes.min() <= 1 and plan.step == sizes.max()   # threads share evenly
+    assert F._WinogradPlan((3, 32, 14, 14), 32, 2, 16, 16, 4).bounds == [0, 1, 2, 3]
     buf = plan.cells(32, np.dtype(np.float32))
     assert (buf.strides[0] // 64) % 2 == 1         # an odd number of cache lines apart
     assert plan.view(buf, 32, plan.step).shape == (16, 32, plan.step * plan.tiles)
