@@ -9,6 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from cnn_core import _winograd
@@ -329,3 +330,33 @@ def test_layer_passes_its_algorithm_down(monkeypatch, algorithm):
     layer.backward(np.ones_like(out))
     assert seen == [algorithm, algorithm]
     assert layer.get_config()["algorithm"] == algorithm
+
+
+# ----------------------------------------------------------------------------- property
+@st.composite
+def winograd_problems(draw):
+    """Small random 3x3 stride-1 convolutions (any pad that leaves an output)."""
+    n, c, fn = draw(st.integers(1, 5)), draw(st.integers(1, 6)), draw(st.integers(1, 4))
+    pad = draw(st.integers(0, 3))
+    h = draw(st.integers(max(1, 3 - 2 * pad), 9))
+    w = draw(st.integers(max(1, 3 - 2 * pad), 9))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    return (n, c, h, w), fn, pad, seed
+
+
+@given(winograd_problems())
+def test_winograd_equals_im2col_on_random_shapes(problem):
+    """Both algorithms, float64: forward and all three gradients agree to rounding."""
+    shape, fn, pad, seed = problem
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    W = rng.standard_normal((fn, shape[1], 3, 3))
+    b = rng.standard_normal(fn)
+    out = F.conv2d_forward(x, W, b, 1, pad, algorithm="winograd")
+    ref = F.conv2d_forward(x, W, b, 1, pad, algorithm="im2col")
+    assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+    dout = rng.standard_normal(out.shape)
+    got = F.conv2d_backward(dout, x, W, 1, pad, algorithm="winograd")
+    want = F.conv2d_backward(dout, x, W, 1, pad, algorithm="im2col")
+    for g, r in zip(got, want):
+        assert_allclose(g, r, rtol=1e-10, atol=1e-10)
