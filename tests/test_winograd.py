@@ -277,9 +277,10 @@ def test_auto_picks_winograd_for_3x3_stride_1_with_enough_channels(monkeypatch):
 def test_auto_runs_one_filter_one_tile_layers(tol):
     """(16, 1, 1) cell arrays: NumPy gives their length-1 axes arbitrary strides."""
     rng = np.random.default_rng(2)
+    c = F.WINOGRAD_MIN_CHANNELS
     for n in (1, 8, 9):
-        x = rng.standard_normal((n, 4, 2, 2))
-        W = rng.standard_normal((1, 4, 3, 3))
+        x = rng.standard_normal((n, c, 2, 2))
+        W = rng.standard_normal((1, c, 3, 3))
         out = F.conv2d_forward(x, W, np.zeros(1), 1, 1)
         assert_allclose(out, conv2d_ref(x, W, np.zeros(1), 1, 1), rtol=1e-12, atol=1e-12)
         dx, dW, db = F.conv2d_backward(np.ones_like(out), x, W, 1, 1)
@@ -288,8 +289,8 @@ def test_auto_runs_one_filter_one_tile_layers(tol):
 
 
 def test_auto_and_im2col_agree(tol):
-    x, W, b, pad = problem(CASES[1], np.float32)
-    auto = F.conv2d_forward(x, W, b, 1, pad)
+    x, W, b, pad = problem(((3, F.WINOGRAD_MIN_CHANNELS, 8, 8), 4, 1), np.float32)
+    auto = F.conv2d_forward(x, W, b, 1, pad)          # Winograd
     assert_allclose(auto, F.conv2d_forward(x, W, b, 1, pad, algorithm="im2col"),
                     **tol(np.float32, long_sum=True, scale=10))
 
