@@ -23,7 +23,8 @@ from ._workers import run_chunks, split_bounds
 
 __all__ = [
     "conv_output_size", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
-    "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
+    "maxpool2d_forward", "maxpool2d_backward", "maxpool2x2_forward", "maxpool2x2_backward",
+    "maxpool2x2_argmax", "avgpool2d_forward", "avgpool2d_backward",
     "batchnorm_stats", "batchnorm_forward", "batchnorm_backward",
     "relu_forward", "relu_backward", "adam_update",
 ]
@@ -549,6 +550,58 @@ def maxpool2d_backward(dout, argmax, x_shape, *, n_threads=None):
     dx = np.empty(x_shape, dtype=dout.dtype)
     _pool.maxpool_backward(dout, argmax, dx, _stream_threads(n_threads, dx.size + 3 * dout.size))
     return dx
+
+
+def maxpool2x2_forward(x, *, n_threads=None):
+    """The book's 2x2, stride 2 max pooling -> ``(out (N, C, H//2, W//2), codes)``.
+
+    ``codes`` (int32, out's shape) holds each window's winner as its place in the window:
+    0, 1 (top row), 2, 3 (bottom row); the winner is the one :func:`maxpool2d_forward`
+    picks (the first cell equal to the max; the first NaN).  A quarter of the int64
+    ``argmax``'s memory, and :func:`maxpool2x2_backward` then writes every cell of dx
+    once, in order, instead of zeroing dx and scattering into it.
+    """
+    x = _pool_args(x, 2, 2, 2, 0)[0]
+    shape = x.shape[:2] + (x.shape[2] // 2, x.shape[3] // 2)
+    out = np.empty(shape, dtype=x.dtype)
+    codes = np.empty(shape, dtype=np.int32)
+    _pool.maxpool2x2_forward(x, out, codes, _stream_threads(n_threads, x.size + 2 * out.size))
+    return out, codes
+
+
+def maxpool2x2_backward(dout, codes, x_shape, *, n_threads=None):
+    """Gradient of :func:`maxpool2x2_forward`: ``dout`` at each window's winner, 0 elsewhere
+    (and in the last row/column of an odd-sized x, which no window covers)."""
+    dout = _array4d("dout", dout)
+    x_shape = _shape4("x_shape", x_shape)
+    expected = x_shape[:2] + (x_shape[2] // 2, x_shape[3] // 2)
+    if dout.shape != expected:
+        raise ValueError(f"dout must have shape {expected} for x_shape {x_shape} and 2x2 "
+                         f"pooling, got {dout.shape}")
+    codes = _check_codes(codes, dout.shape)
+    dx = np.empty(x_shape, dtype=dout.dtype)
+    _pool.maxpool2x2_backward(dout, codes, dx, _stream_threads(n_threads, dx.size + 2 * dout.size))
+    return dx
+
+
+def _check_codes(codes, shape):
+    codes = np.asarray(codes)
+    if codes.dtype != np.int32 or codes.shape != shape:
+        raise ValueError(f"codes must be an int32 array of shape {shape}, got {codes.dtype} "
+                         f"{codes.shape}")
+    return np.ascontiguousarray(codes)
+
+
+def maxpool2x2_argmax(codes, x_shape):
+    """:func:`maxpool2d_forward`'s ``argmax`` (flat ``h*W + w`` in each plane) from the
+    ``codes`` of :func:`maxpool2x2_forward` for an x of shape ``x_shape``."""
+    x_shape = _shape4("x_shape", x_shape)
+    codes = _check_codes(codes, x_shape[:2] + (x_shape[2] // 2, x_shape[3] // 2))
+    if codes.size and (codes.min() < 0 or codes.max() > 3):
+        raise ValueError("codes must hold window places 0..3")
+    oh = np.arange(codes.shape[2])[:, None]
+    ow = np.arange(codes.shape[3])
+    return ((2 * oh + codes // 2) * x_shape[3] + 2 * ow + codes % 2).astype(np.intp)
 
 
 def avgpool2d_forward(x, pool_h, pool_w, stride=1, pad=0, count_include_pad=True, *,

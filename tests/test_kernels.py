@@ -293,6 +293,97 @@ def test_maxpool2d_backward_matches_reference(case, dtype, tol):
     assert_allclose(dx, maxpool2d_backward_ref(dout, argmax_ref, shape), **tol(dtype, long_sum=True))
 
 
+# ----------------------------------------------------------------------------- 2x2 codes
+TWO_BY_TWO_SHAPES = [(2, 3, 8, 8), (2, 3, 7, 9), (1, 1, 2, 2), (1, 2, 3, 2), (3, 1, 5, 33),
+                     (2, 4, 24, 24)]
+
+
+def _codes_input(kind, shape, dtype):
+    rng = rng_for("2x2", kind, shape, dtype)
+    if kind == "random":
+        return randn(rng, shape, dtype)
+    if kind == "ties":
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    x = rng.choice(np.array([-np.inf, np.inf, -0.0, 0.0, -1.0, 2.0], dtype=dtype), size=shape)
+    x[rng.random(shape) < 0.05] = np.nan
+    x[0, 0, 0, 1] = np.nan          # the second cell of a window: NaN beats the max before it
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["random", "ties", "special"])
+@pytest.mark.parametrize("shape", TWO_BY_TWO_SHAPES, ids=str)
+def test_maxpool2x2_codes_pick_the_reference_winner(shape, kind, dtype):
+    """Values and winners of the reference's 2x2/stride-2 pooling: the first max, the first
+    NaN, -0.0 vs 0.0 ties keeping the first cell's sign; odd last row/column dropped."""
+    x = _codes_input(kind, shape, dtype)
+    out, codes = F.maxpool2x2_forward(x)
+    out_ref, argmax_ref = maxpool2d_ref(x, 2, 2, 2, 0)
+    assert out.dtype == x.dtype and codes.dtype == np.int32
+    assert_array_equal(out, out_ref)
+    assert_array_equal(np.signbit(out), np.signbit(out_ref))
+    assert codes.min() >= 0 and codes.max() <= 3
+    assert_array_equal(F.maxpool2x2_argmax(codes, shape), argmax_ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["random", "ties", "special"])
+@pytest.mark.parametrize("shape", TWO_BY_TWO_SHAPES, ids=str)
+def test_maxpool2x2_backward_equals_scatter_add(shape, kind, dtype):
+    """Bit for bit the general path's dx (zeros, then += at the winner), for gradients
+    holding -0.0, +-inf and NaN too; cells no window covers are 0."""
+    x = _codes_input(kind, shape, dtype)
+    out, codes = F.maxpool2x2_forward(x)
+    rng = rng_for("2x2 dout", kind, shape, dtype)
+    dout = randn(rng, out.shape, dtype)
+    if kind == "special":
+        dout[rng.random(out.shape) < 0.2] = -0.0
+        dout.flat[::7] = np.inf
+        dout.flat[3::11] = np.nan
+    dx = F.maxpool2x2_backward(dout, codes, shape)
+    ref = maxpool2d_backward_ref(dout, maxpool2d_ref(x, 2, 2, 2, 0)[1], shape)
+    assert dx.dtype == dout.dtype and dx.shape == shape
+    assert_array_equal(dx, ref)
+    assert_array_equal(np.signbit(dx), np.signbit(ref))
+    assert_array_equal(dx, F.maxpool2d_backward(dout, F.maxpool2x2_argmax(codes, shape), shape))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool2x2_strided_readonly_input_and_thread_counts(dtype):
+    base = randn(rng_for("2x2 strided", dtype), (4, 6, 18, 20), dtype)
+    x = base[:, ::2, 1::2, ::2]                      # (4, 3, 9, 10), not contiguous
+    x.flags.writeable = False
+    out_ref, argmax_ref = maxpool2d_ref(np.ascontiguousarray(x), 2, 2, 2, 0)
+    dout = randn(rng_for("2x2 strided dout", dtype), out_ref.shape, dtype)
+    dout.flags.writeable = False
+    results = []
+    for n in (1, 2, 3):
+        out, codes = F.maxpool2x2_forward(x, n_threads=n)
+        dx = F.maxpool2x2_backward(dout, codes, x.shape, n_threads=n)
+        results.append((out, codes, dx))
+        assert_array_equal(out, out_ref)
+        assert_array_equal(F.maxpool2x2_argmax(codes, x.shape), argmax_ref)
+    for out, codes, dx in results[1:]:
+        assert_array_equal(dx, results[0][2])
+
+
+def test_maxpool2x2_errors_name_the_argument():
+    x = np.zeros((2, 3, 6, 6), np.float32)
+    out, codes = F.maxpool2x2_forward(x)
+    with pytest.raises(ValueError, match="codes must be an int32 array of shape"):
+        F.maxpool2x2_backward(out, codes.astype(np.int64), x.shape)
+    with pytest.raises(ValueError, match="codes must be an int32 array of shape"):
+        F.maxpool2x2_backward(out, codes[:1], x.shape)
+    with pytest.raises(ValueError, match=r"dout must have shape \(2, 3, 3, 3\)"):
+        F.maxpool2x2_backward(out[:, :, :2], codes, x.shape)
+    with pytest.raises(ValueError, match="x_shape"):
+        F.maxpool2x2_backward(out, codes, (2, 3, 6))
+    with pytest.raises(ValueError, match="pooling window"):
+        F.maxpool2x2_forward(np.zeros((1, 1, 1, 4), np.float32))
+    with pytest.raises(ValueError, match="codes must hold window places 0..3"):
+        F.maxpool2x2_argmax(codes + 4, x.shape)
+
+
 # ----------------------------------------------------------------------------- average pooling
 @pytest.mark.parametrize("count_include_pad", [True, False], ids=["incl_pad", "excl_pad"])
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,7 +1,9 @@
 """Every layer against float64 central differences, and the layer protocol."""
 import numpy as np
 import pytest
+from numpy.testing import assert_array_equal
 
+from cnn_core import functional as F
 from cnn_core.layers import (Affine, AvgPooling, BatchNormalization, Conv2D, Convolution, Dense,
                              Dropout, Flatten, Pooling, Relu, Sigmoid, SoftmaxWithLoss, Tanh)
 from gradcheck import assert_grad_close, numerical_grad
@@ -103,6 +105,24 @@ def test_pooling_gradcheck():
     check_layer(Pooling(2, 2, stride=2), x)
     check_layer(AvgPooling(3, 2, stride=2, pad=1), x)
     check_layer(AvgPooling(3, 3, stride=1, pad=1, count_include_pad=False), x)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 2, 7, 5)], ids=str)
+def test_pooling_2x2_layer_keeps_the_book_arg_max(shape):
+    """The 2x2/stride-2 layer stores 2-bit winner places; ``arg_max`` still reads as the
+    general path's flat indices, and the gradient is the general path's, bit for bit."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 3, size=shape).astype(np.float64)      # ties
+    layer = Pooling(2, 2, stride=2)
+    out = layer.forward(x)
+    ref_out, ref_arg = F.maxpool2d_forward(x, 2, 2, 2, 0)
+    assert_array_equal(out, ref_out)
+    assert_array_equal(layer.arg_max, ref_arg)
+    dout = rng.standard_normal(out.shape)
+    assert_array_equal(layer.backward(dout), F.maxpool2d_backward(dout, ref_arg, shape))
+    general = Pooling(3, 3, stride=2, pad=1)
+    general.forward(x)
+    assert general.arg_max.dtype == np.intp
 
 
 @pytest.mark.parametrize("shape", [(6, 5), (4, 3, 5, 3)])

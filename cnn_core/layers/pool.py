@@ -25,14 +25,33 @@ class Pooling(Layer):
         return (c, F.conv_output_size(h, self.pool_h, self.stride, self.pad),
                 F.conv_output_size(w, self.pool_w, self.stride, self.pad))
 
+    @property
+    def _is_2x2(self):
+        return (self.pool_h, self.pool_w, self.stride, self.pad) == (2, 2, 2, 0)
+
     def forward(self, x, train_flg=True):
         x = as_float_array(x, "x")
-        self.x_shape = x.shape
-        out, self.arg_max = F.maxpool2d_forward(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        if self._is_2x2:      # the book's pooling: the winners kept as 2-bit places (int32)
+            out, codes = F.maxpool2x2_forward(x)
+            self.x_shape, self._codes, self._arg_max = x.shape, codes, None
+        else:
+            out, arg_max = F.maxpool2d_forward(x, self.pool_h, self.pool_w, self.stride,
+                                               self.pad)
+            self.x_shape, self._codes, self._arg_max = x.shape, None, arg_max
         return out
 
+    @property
+    def arg_max(self):
+        """Each window's winner as a flat ``h*W + w`` index in its plane (None before a
+        forward pass)."""
+        if self._arg_max is None and getattr(self, "_codes", None) is not None:
+            self._arg_max = F.maxpool2x2_argmax(self._codes, self.x_shape)
+        return getattr(self, "_arg_max", None)
+
     def backward(self, dout):
-        return F.maxpool2d_backward(dout, self.arg_max, self.x_shape)
+        if self._codes is not None:
+            return F.maxpool2x2_backward(dout, self._codes, self.x_shape)
+        return F.maxpool2d_backward(dout, self._arg_max, self.x_shape)
 
     def get_config(self):
         return {"pool_h": self.pool_h, "pool_w": self.pool_w, "stride": self.stride, "pad": self.pad}
