@@ -297,8 +297,9 @@ def train_workload(model_name, steps=20, batch_size=100, threads=1, seed=0):
 
 # ----------------------------------------------------------------------------- profile
 _KERNELS = ("im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "maxpool2x2_forward",
-            "maxpool2x2_backward", "avgpool2d_forward", "avgpool2d_backward", "batchnorm_stats", "batchnorm_forward", "batchnorm_backward",
-            "relu_forward", "relu_backward", "adam_update")
+            "maxpool2x2_backward", "avgpool2d_forward", "avgpool2d_backward", "batchnorm_stats",
+            "batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward",
+            "adam_update")
 
 
 #: compiled kernels that cnn_core.functional calls inside a convolution, by module
