@@ -13,6 +13,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+from . import _parallel
+
+#: chunks run on the kernels' OpenMP team when the kernels were built with OpenMP
+#: (:func:`cnn_core._parallel.run_team`), else on a pool of Python threads
+_USE_TEAM = _parallel.openmp_enabled()
+
 _lock = threading.Lock()
 _pool = None
 _pool_size = 0
@@ -75,13 +81,17 @@ def split_bounds(n_items, count):
 
 def run_chunks(fn, n_items, n_threads):
     """Call ``fn(start, stop)`` over ``[0, n_items)`` cut into ``n_threads`` contiguous chunks,
-    concurrently (the calling thread takes the first chunk).  ``fn`` must release the GIL
+    concurrently (the calling thread takes the first chunk; an exception in any chunk is
+    raised once all have finished).  ``fn`` must release the GIL
     for its heavy parts and write only its own slice of any output."""
     bounds = split_bounds(n_items, n_threads)
     n_chunks = len(bounds) - 1
     with blas_single_thread():
         if n_chunks == 1:
             fn(0, n_items)
+            return
+        if _USE_TEAM:
+            _parallel.run_team(lambda i: fn(bounds[i], bounds[i + 1]), n_chunks)
             return
         pool = _get_pool(n_chunks - 1)
         futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, n_chunks)]

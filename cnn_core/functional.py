@@ -79,11 +79,10 @@ def _common_dtype(*arrays_and_names):
 PARALLEL_MIN_WORK = 1 << 16
 
 #: the same for the memory-bound kernels (pooling, batch norm, ReLU, Adam), counted in
-#: array elements read or written.  With OMP_WAIT_POLICY=PASSIVE a team takes about 60 us
-#: to wake: a ReLU of 313k elements took 0.07-0.09 ms on two threads against 0.01-0.03 ms
-#: on one, and a 2x2 max pool of (100, 64, 8, 8) 0.14 against 0.13 ms.  Two threads pay
-#: from a few MB touched (DeepConvNet step at 2 threads: 30.6 -> 29.4 ms, measured A/B).
-STREAM_MIN_WORK = 1 << 21
+#: array elements read or written.  A spinning OpenMP team starts a region in ~2 us: a ReLU
+#: forward of 64k float32 took 5.3 us on one thread and 3.6 on two, 128k 10.0 and 5.8.
+#: (Asleep, with OMP_WAIT_POLICY=PASSIVE, a team takes ~60 us to wake; that needed 2M.)
+STREAM_MIN_WORK = 1 << 17
 
 
 def _threads(n_threads, work=None, minimum=None):

@@ -1,0 +1,63 @@
+"""The batch-chunk runner: every chunk runs once, errors surface, nesting and threads work."""
+import threading
+
+import pytest
+
+import cnn_core
+from cnn_core import _parallel, _workers
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3, 5])
+def test_run_chunks_covers_every_item_once(n_threads):
+    seen, lock = [], threading.Lock()
+
+    def fn(lo, hi):
+        with lock:
+            seen.extend(range(lo, hi))
+    _workers.run_chunks(fn, 17, n_threads)
+    assert sorted(seen) == list(range(17))
+
+
+def test_run_chunks_uses_distinct_threads_and_the_caller():
+    idents, barrier = [], threading.Barrier(2, timeout=30)
+
+    def fn(lo, hi):
+        idents.append(threading.get_ident())
+        barrier.wait()          # both chunks must be running at once, or this times out
+    _workers.run_chunks(fn, 10, 2)
+    assert len(set(idents)) == 2 and threading.get_ident() in idents
+
+
+@pytest.mark.parametrize("failing", [0, 1, 2])
+def test_an_error_in_any_chunk_is_raised_after_all_chunks_ran(failing):
+    done = []
+
+    def fn(lo, hi):
+        if lo == failing * 4:
+            raise ZeroDivisionError(f"chunk {lo}")
+        done.append(lo)
+    with pytest.raises(ZeroDivisionError, match=f"chunk {failing * 4}"):
+        _workers.run_chunks(fn, 12, 3)
+    assert sorted(done) == sorted({0, 4, 8} - {failing * 4})
+
+
+def test_nested_run_chunks_completes():
+    out = []
+
+    def inner(lo, hi):
+        out.extend(range(lo, hi))
+
+    def outer(lo, hi):
+        _workers.run_chunks(inner, hi - lo, 2)
+    _workers.run_chunks(outer, 6, 2)
+    assert sorted(out) == [0, 0, 1, 1, 2, 2]       # two outer chunks of 3 items each
+
+
+@pytest.mark.skipif(not cnn_core.openmp_enabled(), reason="the team needs an OpenMP build")
+def test_chunks_run_on_the_openmp_team():
+    assert _workers._USE_TEAM
+    with pytest.raises(ValueError, match="n_chunks must be >= 1, got 0"):
+        _parallel.run_team(lambda i: None, 0)
+    calls = []
+    _parallel.run_team(calls.append, 3)
+    assert sorted(calls) == [0, 1, 2]
