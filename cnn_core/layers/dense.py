@@ -9,9 +9,12 @@ from .base import Layer, as_param, check_int, init_std
 #: a product of at least this many multiply-adds is cut into fixed blocks run on the
 #: kernel threads (BLAS stays single-threaded inside a network pass)
 SPLIT_MIN_MACS = 1 << 23
-#: blocks per product: fixed, so that every output element comes from the same BLAS call
-#: whatever the thread count (results do not depend on it)
-FORWARD_BLOCKS, BACKWARD_BLOCKS = 4, 8
+#: blocks per product: fixed, so that every output element comes from the same BLAS calls,
+#: summed in the same order, whatever the thread count (results do not depend on it).
+#: The forward cuts the input features (each block reads a quarter of W: SimpleConvNet's
+#: 4320 -> 100 at batch 100, 2 threads, 0.29 ms against 0.39 for 4 blocks of rows); the
+#: backward cuts them too (8 and 4 blocks measured within 3 %).
+FORWARD_BLOCKS, BACKWARD_BLOCKS = 4, 4
 
 
 def _blocked(task, bounds):
@@ -69,12 +72,15 @@ class Affine(Layer):
             out = x2 @ W
             out += b
             return out
-        out = np.empty((n, W.shape[1]), dtype=W.dtype)
+        bounds = split_bounds(d, FORWARD_BLOCKS)
+        parts = np.empty((len(bounds) - 1, n, W.shape[1]), dtype=W.dtype)
+        block = {lo: i for i, lo in enumerate(bounds[:-1])}
 
-        def rows(lo, hi):           # out[lo:hi] = x[lo:hi] @ W + b
-            np.matmul(x2[lo:hi], W, out=out[lo:hi])
-            out[lo:hi] += b
-        _blocked(rows, split_bounds(n, FORWARD_BLOCKS))
+        def features(lo, hi):       # parts[i] = x[:, lo:hi] @ W[lo:hi]
+            np.matmul(x2[:, lo:hi], W[lo:hi], out=parts[block[lo]])
+        _blocked(features, bounds)
+        out = np.add.reduce(parts, axis=0)        # block 0 + block 1 + ..., in order
+        out += b
         return out
 
     def backward(self, dout):
