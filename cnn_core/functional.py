@@ -247,6 +247,15 @@ def _micro_batch(k, n_pix, itemsize):
     return max(1, CONV_BUFFER_BYTES // (k * n_pix * itemsize))
 
 
+def _cols_with_ones(m, k, n_pix, dtype):
+    """A cols buffer (m, K+1, P) whose last row of each sample is 1: im2col_t fills the K
+    rows above it (it writes only rows of x's channels), and a GEMM against ``[W | b]``
+    adds the bias, or against dout sums it into db."""
+    buf = np.empty((m, k + 1, n_pix), dtype=dtype)
+    buf[:, k, :] = 1
+    return buf
+
+
 # ----------------------------------------------------------------------------- Winograd
 
 #: G of Winograd F(2x2, 3x3): U = G g G^T turns a 3x3 filter into its 16 cells.
@@ -409,8 +418,9 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, algorithm="auto", n_threads=None
 
     The batch is split into one chunk per thread (see :mod:`cnn_core._workers`).  Each
     chunk unfolds a few samples at a time into a cache-sized buffer, ``cols[n] (K, OH*OW)``
-    (the transpose of the book's im2col rows of sample n), and one GEMM per sample,
-    ``W (FN, K) @ cols[n]``, writes the NCHW output directly.  Nothing of size
+    (the transpose of the book's im2col rows of sample n) over a row of ones, and one GEMM
+    per sample, ``[W | b] (FN, K+1) @ [cols[n]; 1]``, writes the NCHW output, bias
+    included, directly.  Nothing of size
     ``N * K * OH*OW`` is kept: :func:`conv2d_backward` unfolds x again.
 
     ``algorithm``: ``"auto"`` (Winograd F(2x2, 3x3) for a 3x3 filter at stride 1 on at least
@@ -428,19 +438,21 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, algorithm="auto", n_threads=None
     n_batch, n_pix = x.shape[0], out_h * out_w
     k = W[0].size
     out = np.empty((n_batch, n_filters, n_pix), dtype=dtype)
-    w_mat = W.reshape(n_filters, k)
-    bias = b[:, None]
-    step = _micro_batch(k, n_pix, dtype.itemsize)
+    # the bias rides in the GEMM: [W | b] (FN, K+1) @ [cols; 1] (K+1, P).  As fast as the
+    # K-row product, and it saves a pass over the output (SimpleConvNet's conv forward at 2
+    # threads 0.51 -> 0.38 ms).
+    w_aug = np.empty((n_filters, k + 1), dtype=dtype)
+    w_aug[:, :k] = W.reshape(n_filters, k)
+    w_aug[:, k] = b
+    step = _micro_batch(k + 1, n_pix, dtype.itemsize)
 
     def chunk(lo, hi):
-        buf = np.empty((min(step, hi - lo), k, n_pix), dtype=dtype)
+        buf = _cols_with_ones(min(step, hi - lo), k, n_pix, dtype)
         for a in range(lo, hi, step):
             z = min(step, hi - a)
             cols = buf[:z]
             _im2col.im2col_t(x[a:a + z], cols, kernel_h, kernel_w, stride, pad, out_h, out_w, 1)
-            o = out[a:a + z]
-            np.matmul(w_mat, cols, out=o)
-            o += bias
+            np.matmul(w_aug, cols, out=out[a:a + z])
 
     run_chunks(chunk, n_batch, _threads(n_threads, out.size * k))
     return out.reshape(n_batch, n_filters, out_h, out_w)
@@ -452,10 +464,10 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, algorithm="aut
     and the forward's input ``x``.
 
     ``need_dx=False`` (a network's first layer) skips the input gradient: ``dx`` is None.
-    Per sample, x is unfolded again into a cache-sized buffer; ``dW_n.T = cols[n] (K, P) @
-    dout_n.T`` (measured 1.3-1.5x faster than ``dout_n @ cols[n].T`` at these thin shapes)
-    and ``dcols_n = W.T @ dout_n`` (folded back by col2im).  ``dW`` sums the per-sample
-    products in a fixed order, so it does not depend on the thread count.  ``algorithm`` as
+    Per sample, x is unfolded again into a cache-sized buffer; ``[dW_n.T; db_n] = [cols[n];
+    1] (K+1, P) @ dout_n.T`` (measured 1.3-1.5x faster than ``dout_n @ cols[n].T`` at these
+    thin shapes) and ``dcols_n = W.T @ dout_n`` (folded back by col2im).  ``dW`` and ``db``
+    sum the per-sample products in a fixed order: they do not depend on the thread count.  ``algorithm`` as
     in :func:`conv2d_forward` (use the forward's: the gradients are those of its rounding).
     """
     dtype = _common_dtype(("dout", dout), ("x", x), ("W", W))
@@ -471,21 +483,20 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, algorithm="aut
         return _winograd_backward(dout, x, W, pad, need_dx, n_threads)
     dout3 = dout.reshape(n_batch, n_filters, n_pix)
     w_t = W.reshape(n_filters, k).T
-    dwt_per_sample = np.empty((n_batch, k, n_filters), dtype=dtype)
-    db_per_sample = np.empty((n_batch, n_filters), dtype=dtype)
+    # [cols; 1] (K+1, P) @ dout_n.T: rows 0..K-1 are dW_n.T, row K is db_n (no separate sum)
+    dwt_per_sample = np.empty((n_batch, k + 1, n_filters), dtype=dtype)
     dx = np.empty(x.shape, dtype=dtype) if need_dx else None
-    step = _micro_batch(k, n_pix, dtype.itemsize)
+    step = _micro_batch(k + 1, n_pix, dtype.itemsize)
 
     def chunk(lo, hi):
         m = min(step, hi - lo)
-        buf = np.empty((m, k, n_pix), dtype=dtype)
+        buf = _cols_with_ones(m, k, n_pix, dtype)
         dbuf = np.empty((m, k, n_pix), dtype=dtype) if need_dx else None
         for a in range(lo, hi, step):
             z = min(step, hi - a)
             cols = buf[:z]
             _im2col.im2col_t(x[a:a + z], cols, kernel_h, kernel_w, stride, pad, out_h, out_w, 1)
             np.matmul(cols, dout3[a:a + z].transpose(0, 2, 1), out=dwt_per_sample[a:a + z])
-            np.sum(dout3[a:a + z], axis=2, out=db_per_sample[a:a + z])
             if need_dx:
                 dcols = dbuf[:z]
                 np.matmul(w_t, dout3[a:a + z], out=dcols)
@@ -493,8 +504,9 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, algorithm="aut
                                  out_h, out_w, 1)
 
     run_chunks(chunk, n_batch, _threads(n_threads, dout.size * k))
-    dW = np.ascontiguousarray(dwt_per_sample.sum(axis=0).T).reshape(W.shape)
-    db = db_per_sample.sum(axis=0)       # (per sample in the chunks: in cache, in parallel)
+    total = dwt_per_sample.sum(axis=0)        # per-sample terms, summed in a fixed order
+    dW = np.ascontiguousarray(total[:k].T).reshape(W.shape)
+    db = total[k].copy()
     return dx, dW, db
 
 
