@@ -296,16 +296,18 @@ def train_workload(model_name, steps=20, batch_size=100, threads=1, seed=0):
 
 
 # ----------------------------------------------------------------------------- profile
-_KERNELS = ("im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "maxpool2x2_forward",
-            "maxpool2x2_backward", "avgpool2d_forward", "avgpool2d_backward", "batchnorm_stats",
-            "batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward",
+_KERNELS = ("im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward",
+            "avgpool2d_backward", "batchnorm_stats", "batchnorm_forward", "batchnorm_backward",
             "adam_update")
 
 
-#: compiled kernels that cnn_core.functional calls inside a convolution, by module
+#: compiled kernels that cnn_core.functional calls directly, inside convolutions (and their
+#: fused pooling and ReLU) and in the 2x2 pooling and ReLU entry points, by module
 _CONV_KERNELS = {"_im2col": ("im2col_t", "col2im_t"),
                  "_winograd": ("input_transform", "output_transform", "output_adjoint",
-                               "input_adjoint")}
+                               "input_adjoint"),
+                 "_pool": ("maxpool2x2_forward", "maxpool2x2_backward"),
+                 "_elementwise": ("relu_forward", "relu_backward")}
 
 
 @contextlib.contextmanager
@@ -390,9 +392,10 @@ def profile_train_step(model_name, batch_size=100, repeats=10, threads=1, x=None
     net = build_model(model_name, seed=seed)
     batches = make_batches(x, t, batch_size, warmup + repeats, seed)
     optimizer = Adam(lr=0.001)
-    n_layers = len(net.layers)
+    # the nodes the passes really run: fused conv + ReLU + pool nodes, a Relu after its pool
+    order = net.execution_order()
     samples = [{"forward": [], "backward": [], "kernels_fwd": [], "kernels_bwd": []}
-               for _ in range(n_layers)]
+               for _ in order]
     extra = {"loss forward": [], "loss backward": [], "Adam update": [], "total": []}
     clock = time.perf_counter
     from ._workers import blas_single_thread
@@ -402,14 +405,11 @@ def profile_train_step(model_name, batch_size=100, repeats=10, threads=1, x=None
             record = i >= warmup
             step_start = clock()
             h = net._as_input(xb)
-            order = net.execution_order()    # Relu after a max pool runs after it
-            position = {id(layer): k for k, layer in enumerate(net.layers)}
-            for layer in order:
-                k = position[id(layer)]
+            for k, node in enumerate(order):
                 sink = {}
                 with _timed_kernels(sink):
                     start = clock()
-                    h = layer.forward(h, True)
+                    h = node.forward(h, True)
                     elapsed = clock() - start
                 if record:
                     samples[k]["forward"].append(elapsed)
@@ -420,12 +420,11 @@ def profile_train_step(model_name, batch_size=100, repeats=10, threads=1, x=None
             start = clock()
             dout = net.last_layer.backward(1)
             loss_bwd = clock() - start
-            for layer in reversed(order):
-                k = position[id(layer)]
+            for k in reversed(range(len(order))):
                 sink = {}
                 with _timed_kernels(sink):
                     start = clock()
-                    dout = layer.backward(dout)
+                    dout = order[k].backward(dout)
                     elapsed = clock() - start
                 if record:
                     samples[k]["backward"].append(elapsed)
@@ -441,13 +440,16 @@ def profile_train_step(model_name, batch_size=100, repeats=10, threads=1, x=None
                 extra["total"].append(clock() - step_start)
         rows = []
         from .layers import Convolution
-        for k, layer in enumerate(net.layers):
+        position = {id(layer): k for k, layer in enumerate(net.layers)}
+        for k, node in enumerate(order):
             s = {key: statistics.median(v) * 1e3 for key, v in samples[k].items()}
-            row = {"layer": repr(layer), "output_shape": list(net.output_shapes[k]),
+            parts = getattr(node, "layers", (node,))
+            row = {"layer": repr(node),
+                   "output_shape": list(net.output_shapes[max(position[id(p)] for p in parts)]),
                    "forward_ms": s["forward"], "backward_ms": s["backward"],
                    "kernels_forward_ms": s["kernels_fwd"], "kernels_backward_ms": s["kernels_bwd"]}
-            if isinstance(layer, Convolution):
-                row["gemm_forward_ms"], row["gemm_backward_ms"] = _conv_gemm_ms(layer, repeats)
+            if isinstance(parts[0], Convolution):
+                row["gemm_forward_ms"], row["gemm_backward_ms"] = _conv_gemm_ms(parts[0], repeats)
             rows.append(row)
     others = {key: statistics.median(v) * 1e3 for key, v in extra.items()}
     return {"model": model_name, "threads": threads, "batch_size": batch_size, "layers": rows,
@@ -460,7 +462,8 @@ def _print_profile(p):
     print(f"\nprofile: {p['model']}, batch {p['batch_size']}, {p['threads']} thread(s); "
           f"step {total:.2f} ms (median; kern = compiled kernels, summed over threads; "
           f"gemm = the layer's matrix products timed alone)")
-    head = (f"{'layer':<32} {'fwd ms':>8} {'kern':>7} {'gemm':>7} {'bwd ms':>8} {'kern':>7} "
+    width = max([32] + [len(r["layer"]) for r in p["layers"]])
+    head = (f"{'layer':<{width}} {'fwd ms':>8} {'kern':>7} {'gemm':>7} {'bwd ms':>8} {'kern':>7} "
             f"{'gemm':>7} {'% step':>7}")
     print(head)
     print("-" * len(head))
@@ -469,14 +472,14 @@ def _print_profile(p):
         return f"{v:7.2f}" if v is not None else f"{'':7}"
     for r in p["layers"]:
         share = 100 * (r["forward_ms"] + r["backward_ms"]) / total
-        print(f"{r['layer']:<32} {r['forward_ms']:8.2f} {fmt(r['kernels_forward_ms'] or None)} "
+        print(f"{r['layer']:<{width}} {r['forward_ms']:8.2f} {fmt(r['kernels_forward_ms'] or None)} "
               f"{fmt(r.get('gemm_forward_ms'))} {r['backward_ms']:8.2f} "
               f"{fmt(r['kernels_backward_ms'] or None)} {fmt(r.get('gemm_backward_ms'))} "
               f"{share:7.1f}")
     for name, key in (("SoftmaxWithLoss", "loss_forward_ms"), ("SoftmaxWithLoss backward",
                                                               "loss_backward_ms"),
                       ("Adam update", "adam_ms")):
-        print(f"{name:<32} {p[key]:8.2f} {'':>7} {'':>7} {'':>8} {'':>7} {'':>7} "
+        print(f"{name:<{width}} {p[key]:8.2f} {'':>7} {'':>7} {'':>8} {'':>7} {'':>7} "
               f"{100 * p[key] / total:7.1f}")
 
 

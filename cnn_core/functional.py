@@ -24,7 +24,8 @@ from ._workers import run_chunks, split_bounds
 __all__ = [
     "conv_output_size", "im2col", "col2im", "conv2d_forward", "conv2d_backward",
     "maxpool2d_forward", "maxpool2d_backward", "maxpool2x2_forward", "maxpool2x2_backward",
-    "maxpool2x2_argmax", "avgpool2d_forward", "avgpool2d_backward",
+    "maxpool2x2_argmax", "conv2d_maxpool_forward", "conv2d_maxpool_backward",
+    "avgpool2d_forward", "avgpool2d_backward",
     "batchnorm_stats", "batchnorm_forward", "batchnorm_backward",
     "relu_forward", "relu_backward", "adam_update",
 ]
@@ -360,54 +361,63 @@ class _WinogradPlan:
         return a, z, v
 
 
-def _winograd_forward(x, W, b, pad, out_h, out_w, n_threads):
+def _winograd_forward(x, W, b, pad, out_h, out_w, n_threads, tail=None):
     n_batch, n_channels = x.shape[:2]
     n_filters = W.shape[0]
     plan = _WinogradPlan(x.shape, n_filters, pad, out_h, out_w, x.dtype.itemsize)
     u = _winograd_weights(W)
-    out = np.empty((n_batch, n_filters, out_h, out_w), dtype=x.dtype)
+    shape = (n_batch, n_filters, out_h, out_w)
+    out = np.empty(shape, dtype=x.dtype) if tail is None else None
     th, tw = plan.tiles_h, plan.tiles_w
 
     def chunk(lo, hi):
         xp, vbuf, mbuf = plan.workspace(x, n_filters)
+        ybuf = None if tail is None else np.empty((plan.step,) + shape[1:], dtype=x.dtype)
         for i in range(lo, hi):
             a, z, v = plan.input_cells(x, i, xp, vbuf)
             m = plan.view(mbuf, n_filters, z)
             np.matmul(u, v, out=m)
-            _winograd.output_transform(m, b, out[a:a + z], th, tw, 1)
+            y = out[a:a + z] if tail is None else ybuf[:z]
+            _winograd.output_transform(m, b, y, th, tw, 1)
+            if tail is not None:
+                tail.emit(a, z, y)
 
-    run_chunks(chunk, plan.n_micro, _threads(n_threads, out.size * 9 * n_channels))
+    run_chunks(chunk, plan.n_micro, _threads(n_threads, math.prod(shape) * 9 * n_channels))
     return out
 
 
-def _winograd_backward(dout, x, W, pad, need_dx, n_threads):
+def _winograd_backward(dout, x, W, pad, need_dx, n_threads, head=None, out_hw=None):
+    """``head``: as in :func:`_im2col_backward` (then ``out_hw`` is the convolution's
+    output size; ``dout`` is the pooled gradient)."""
     n_batch, n_channels = x.shape[:2]
     n_filters = W.shape[0]
-    out_h, out_w = dout.shape[2:]
+    out_h, out_w = dout.shape[2:] if head is None else out_hw
     plan = _WinogradPlan(x.shape, n_filters, pad, out_h, out_w, x.dtype.itemsize)
     u_t = np.ascontiguousarray(_winograd_weights(W).transpose(0, 2, 1))     # (16, C, FN)
     th, tw = plan.tiles_h, plan.tiles_w
     du_parts = np.empty((plan.n_micro, 16, n_filters, n_channels), dtype=x.dtype)
     db_per_sample = np.empty((n_batch, n_filters), dtype=x.dtype)
-    dout3 = dout.reshape(n_batch, n_filters, -1)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
     # db_n = dout_n @ 1, a BLAS matrix-vector product: 3.6x faster than np.sum(axis=2) here
-    ones = np.ones(dout3.shape[2], dtype=x.dtype)
+    ones = np.ones(out_h * out_w, dtype=x.dtype)
 
     def chunk(lo, hi):
         xp, vbuf, mbuf = plan.workspace(x, n_filters)
         acc = np.empty_like(xp) if need_dx else None
+        hbuf = None if head is None else head.buffers(plan.step)
         for i in range(lo, hi):
             a, z, v = plan.input_cells(x, i, xp, vbuf)
+            d = dout[a:a + z] if head is None else head.take(hbuf, a, z)
             dm = plan.view(mbuf, n_filters, z)
-            _winograd.output_adjoint(dout[a:a + z], dm, th, tw, 1)
+            _winograd.output_adjoint(d, dm, th, tw, 1)
             np.matmul(dm, v.transpose(0, 2, 1), out=du_parts[i])
-            np.matmul(dout3[a:a + z], ones, out=db_per_sample[a:a + z])
+            np.matmul(d.reshape(z, n_filters, -1), ones, out=db_per_sample[a:a + z])
             if need_dx:
                 np.matmul(u_t, dm, out=v)                 # dV, over V (no longer needed)
                 _winograd.input_adjoint(v, acc[:z], dx[a:a + z], pad, th, tw, 1)
 
-    run_chunks(chunk, plan.n_micro, _threads(n_threads, dout.size * 9 * n_channels))
+    run_chunks(chunk, plan.n_micro,
+               _threads(n_threads, n_batch * n_filters * out_h * out_w * 9 * n_channels))
     du = du_parts.sum(axis=0).reshape(4, 4, n_filters, n_channels)
     G = WINOGRAD_G.astype(x.dtype)
     # U = G g G^T, so dg = G^T dU G for every (f, c)
@@ -437,9 +447,18 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, algorithm="auto", n_threads=None
         raise ValueError(f"b must have shape ({n_filters},) to match W {W.shape}, got {b.shape}")
     if _conv_algorithm(algorithm, W.shape, stride) == "winograd":
         return _winograd_forward(x, W, b, pad, out_h, out_w, n_threads)
+    return _im2col_forward(x, W, b, stride, pad, out_h, out_w, n_threads)
+
+
+def _im2col_forward(x, W, b, stride, pad, out_h, out_w, n_threads, tail=None):
+    """The im2col convolution on validated arguments.  With a ``tail``
+    (:class:`_PoolTail`), each micro-batch's output goes to a chunk buffer and
+    ``tail.emit`` pools it; nothing is returned."""
+    dtype = x.dtype
+    n_filters, _, kernel_h, kernel_w = W.shape
     n_batch, n_pix = x.shape[0], out_h * out_w
     k = W[0].size
-    out = np.empty((n_batch, n_filters, n_pix), dtype=dtype)
+    out = np.empty((n_batch, n_filters, n_pix), dtype=dtype) if tail is None else None
     # the bias rides in the GEMM: [W | b] (FN, K+1) @ [cols; 1] (K+1, P).  As fast as the
     # K-row product, and it saves a pass over the output (SimpleConvNet's conv forward at 2
     # threads 0.51 -> 0.38 ms).
@@ -449,15 +468,20 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, algorithm="auto", n_threads=None
     step = _micro_batch(k + 1, n_pix, dtype.itemsize)
 
     def chunk(lo, hi):
-        buf = _cols_with_ones(min(step, hi - lo), k, n_pix, dtype)
+        m = min(step, hi - lo)
+        buf = _cols_with_ones(m, k, n_pix, dtype)
+        ybuf = None if tail is None else np.empty((m, n_filters, n_pix), dtype=dtype)
         for a in range(lo, hi, step):
             z = min(step, hi - a)
             cols = buf[:z]
             _im2col.im2col_t(x[a:a + z], cols, kernel_h, kernel_w, stride, pad, out_h, out_w, 1)
-            np.matmul(w_aug, cols, out=out[a:a + z])
+            y = out[a:a + z] if tail is None else ybuf[:z]
+            np.matmul(w_aug, cols, out=y)
+            if tail is not None:
+                tail.emit(a, z, y.reshape(z, n_filters, out_h, out_w))
 
-    run_chunks(chunk, n_batch, _threads(n_threads, out.size * k))
-    return out.reshape(n_batch, n_filters, out_h, out_w)
+    run_chunks(chunk, n_batch, _threads(n_threads, n_batch * n_filters * n_pix * k))
+    return None if tail is not None else out.reshape(n_batch, n_filters, out_h, out_w)
 
 
 def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, algorithm="auto",
@@ -483,7 +507,17 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, algorithm="aut
                          f"got {dout.shape}")
     if _conv_algorithm(algorithm, W.shape, stride) == "winograd":
         return _winograd_backward(dout, x, W, pad, need_dx, n_threads)
-    dout3 = dout.reshape(n_batch, n_filters, n_pix)
+    return _im2col_backward(dout, x, W, stride, pad, out_h, out_w, need_dx, n_threads)
+
+
+def _im2col_backward(dout, x, W, stride, pad, out_h, out_w, need_dx, n_threads, head=None):
+    """The im2col gradients on validated arguments.  With a ``head`` (:class:`_PoolHead`),
+    ``dout`` is the pooled gradient and each micro-batch's convolution gradient is rebuilt
+    from it in a chunk buffer by ``head.take``."""
+    dtype = x.dtype
+    n_filters, _, kernel_h, kernel_w = W.shape
+    n_batch, n_pix, k = x.shape[0], out_h * out_w, W[0].size
+    dout3 = dout.reshape(n_batch, n_filters, -1)
     w_t = W.reshape(n_filters, k).T
     # [cols; 1] (K+1, P) @ dout_n.T: rows 0..K-1 are dW_n.T, row K is db_n (no separate sum)
     dwt_per_sample = np.empty((n_batch, k + 1, n_filters), dtype=dtype)
@@ -494,18 +528,21 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, algorithm="aut
         m = min(step, hi - lo)
         buf = _cols_with_ones(m, k, n_pix, dtype)
         dbuf = np.empty((m, k, n_pix), dtype=dtype) if need_dx else None
+        hbuf = None if head is None else head.buffers(m)
         for a in range(lo, hi, step):
             z = min(step, hi - a)
             cols = buf[:z]
             _im2col.im2col_t(x[a:a + z], cols, kernel_h, kernel_w, stride, pad, out_h, out_w, 1)
-            np.matmul(cols, dout3[a:a + z].transpose(0, 2, 1), out=dwt_per_sample[a:a + z])
+            d = dout3[a:a + z] if head is None else head.take(hbuf, a, z).reshape(z, n_filters,
+                                                                                 n_pix)
+            np.matmul(cols, d.transpose(0, 2, 1), out=dwt_per_sample[a:a + z])
             if need_dx:
                 dcols = dbuf[:z]
-                np.matmul(w_t, dout3[a:a + z], out=dcols)
+                np.matmul(w_t, d, out=dcols)
                 _im2col.col2im_t(dcols, dx[a:a + z], kernel_h, kernel_w, stride, pad,
                                  out_h, out_w, 1)
 
-    run_chunks(chunk, n_batch, _threads(n_threads, dout.size * k))
+    run_chunks(chunk, n_batch, _threads(n_threads, n_batch * n_filters * n_pix * k))
     total = dwt_per_sample.sum(axis=0)        # per-sample terms, summed in a fixed order
     dW = np.ascontiguousarray(total[:k].T).reshape(W.shape)
     db = total[k].copy()
@@ -615,6 +652,105 @@ def maxpool2x2_argmax(codes, x_shape):
     oh = np.arange(codes.shape[2])[:, None]
     ow = np.arange(codes.shape[3])
     return ((2 * oh + codes // 2) * x_shape[3] + 2 * ow + codes % 2).astype(np.intp)
+
+
+# ----------------------------------------------------------------------------- conv + pool
+class _PoolTail:
+    """The fused end of a convolution's forward: each micro-batch's output, still in cache,
+    is max-pooled 2x2/stride 2 (then ReLU'd, which commutes with the max) into ``out``."""
+
+    def __init__(self, conv_shape, dtype, relu):
+        n, fn, oh, ow = conv_shape
+        self.out = np.empty((n, fn, oh // 2, ow // 2), dtype=dtype)
+        self.codes = np.empty(self.out.shape, dtype=np.int32)
+        self.relu = relu
+
+    def emit(self, a, z, y):
+        o = self.out[a:a + z]
+        _pool.maxpool2x2_forward(y, o, self.codes[a:a + z], 1)
+        if self.relu:
+            flat = o.reshape(-1)
+            _elementwise.relu_forward(flat, flat, 1)
+
+
+class _PoolHead:
+    """The fused start of a convolution's backward: for samples [a, a+z), the gradient of
+    the convolution's output, rebuilt in a chunk buffer from the pooled gradient ``dout``
+    (masked by ``out > 0`` first when the forward applied ReLU)."""
+
+    def __init__(self, dout, codes, out, conv_shape):
+        self.dout, self.codes, self.out = dout, codes, out
+        self.conv_shape = conv_shape
+
+    def buffers(self, m):
+        rest = self.conv_shape[1:]
+        masked = None if self.out is None else np.empty((m,) + self.dout.shape[1:],
+                                                         dtype=self.dout.dtype)
+        return np.empty((m,) + rest, dtype=self.dout.dtype), masked
+
+    def take(self, buffers, a, z):
+        conv_grad, masked = buffers
+        d = self.dout[a:a + z]
+        if self.out is not None:
+            _elementwise.relu_backward(d.reshape(-1), self.out[a:a + z].reshape(-1),
+                                       masked[:z].reshape(-1), 1)
+            d = masked[:z]
+        y = conv_grad[:z]
+        _pool.maxpool2x2_backward(d, self.codes[a:a + z], y, 1)
+        return y
+
+
+def conv2d_maxpool_forward(x, W, b, stride=1, pad=0, *, relu=False, algorithm="auto",
+                           n_threads=None):
+    """:func:`conv2d_forward`, then [ReLU,] then :func:`maxpool2x2_forward`, fused:
+    ``(out (N, FN, OH//2, OW//2), codes)``.
+
+    The convolution's output never exists whole: each micro-batch is pooled while it is
+    still in cache.  The results are bit for bit those of the three separate calls (the
+    same products per sample or micro-batch, the same pooling and ReLU), and so are the
+    gradients of :func:`conv2d_maxpool_backward`.  ``relu=True`` applies ReLU to the
+    pooled values (max and ReLU commute exactly).
+    """
+    dtype = _common_dtype(("x", x), ("W", W), ("b", b))
+    x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
+    b = as_float_array(b, "b", dtype)
+    if b.shape != (W.shape[0],):
+        raise ValueError(f"b must have shape ({W.shape[0]},) to match W {W.shape}, got {b.shape}")
+    if out_h < 2 or out_w < 2:
+        raise ValueError(f"the convolution's output ({out_h}x{out_w}) is smaller than the 2x2 "
+                         f"pooling window")
+    tail = _PoolTail((x.shape[0], W.shape[0], out_h, out_w), dtype, bool(relu))
+    if _conv_algorithm(algorithm, W.shape, stride) == "winograd":
+        _winograd_forward(x, W, b, pad, out_h, out_w, n_threads, tail)
+    else:
+        _im2col_forward(x, W, b, stride, pad, out_h, out_w, n_threads, tail)
+    return tail.out, tail.codes
+
+
+def conv2d_maxpool_backward(dout, codes, x, W, stride=1, pad=0, *, out=None, need_dx=True,
+                            algorithm="auto", n_threads=None):
+    """Gradients ``(dx, dW, db)`` of :func:`conv2d_maxpool_forward` from the pooled gradient
+    ``dout``, the forward's ``codes`` and input ``x``; ``out`` is the forward's output when
+    it applied ReLU (its mask), None otherwise.  The convolution's gradient is rebuilt one
+    micro-batch at a time, in cache."""
+    dtype = _common_dtype(("dout", dout), ("x", x), ("W", W))
+    x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
+    dout = _array4d("dout", dout, dtype)
+    expected = (x.shape[0], W.shape[0], out_h // 2, out_w // 2)
+    if dout.shape != expected:
+        raise ValueError(f"dout must have shape {expected} for x {x.shape}, W {W.shape} and "
+                         f"2x2 pooling, got {dout.shape}")
+    codes = _check_codes(codes, expected)
+    if out is not None:
+        out = as_float_array(out, "out", dtype)
+        if out.shape != expected:
+            raise ValueError(f"out must have the forward output's shape {expected}, "
+                             f"got {out.shape}")
+        out = np.ascontiguousarray(out)
+    head = _PoolHead(dout, codes, out, (x.shape[0], W.shape[0], out_h, out_w))
+    if _conv_algorithm(algorithm, W.shape, stride) == "winograd":
+        return _winograd_backward(dout, x, W, pad, need_dx, n_threads, head, (out_h, out_w))
+    return _im2col_backward(dout, x, W, stride, pad, out_h, out_w, need_dx, n_threads, head)
 
 
 def avgpool2d_forward(x, pool_h, pool_w, stride=1, pad=0, count_include_pad=True, *,

@@ -51,10 +51,15 @@ def test_run_returns_positive_times_and_profile(restore_num_threads):
     assert step["median_ms"] > 0 and step["threads"] == 1 and step["batch_size"] == 8
     assert out["inference"][0]["n_images"] == 1000
     profile, = out["profile"]
-    assert [r["layer"] for r in profile["layers"]][0].startswith("Conv2D(1->30")
+    # rows are the nodes the passes run: conv + ReLU + pool fused, then Affine, Relu, ...
+    assert [r["layer"] for r in profile["layers"]] == [
+        "Conv2D(1->30, k=5, s=1, p=0) + Relu() + MaxPool(2x2, s=2, p=0)", "Affine(4320->100)",
+        "Relu()", "Affine(100->10)"]
+    assert profile["layers"][0]["output_shape"] == [30, 12, 12]
     assert all(r["forward_ms"] > 0 and r["backward_ms"] > 0 for r in profile["layers"])
     assert profile["layers"][0]["gemm_forward_ms"] > 0
-    assert profile["layers"][2]["kernels_forward_ms"] > 0   # the max-pool kernel
+    assert profile["layers"][0]["kernels_forward_ms"] > 0   # im2col and the max-pool kernel
+    assert profile["layers"][2]["kernels_forward_ms"] > 0   # the ReLU kernel
 
 
 def test_profile_reports_convolution_kernels_and_products(restore_num_threads):

@@ -384,6 +384,92 @@ def test_maxpool2x2_errors_name_the_argument():
         F.maxpool2x2_argmax(codes + 4, x.shape)
 
 
+# ----------------------------------------------------------------------------- conv + pool
+CONV_POOL_CASES = [  # (x shape, filters, kernel, stride, pad, algorithm)
+    ((3, 1, 28, 28), 6, 5, 1, 0, "im2col"),
+    ((5, 3, 9, 11), 4, 3, 2, 1, "im2col"),
+    ((4, 2, 8, 7), 3, (2, 3), 1, 2, "im2col"),
+    ((9, 8, 14, 14), 8, 3, 1, 1, "winograd"),
+    ((13, 8, 7, 9), 5, 3, 1, 2, "winograd"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [False, True], ids=["pool", "relu_pool"])
+@pytest.mark.parametrize("case", CONV_POOL_CASES, ids=str)
+def test_conv2d_maxpool_equals_the_separate_calls_bit_for_bit(case, relu, dtype):
+    """Fused forward and backward against conv2d_* + maxpool2x2_* [+ relu_*] run one after
+    the other (themselves tested against the references above): identical bits, for the
+    input gradient or without it, on input with ties, NaN, and a non-contiguous read-only x."""
+    shape, fn, k, stride, pad, algorithm = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    rng = rng_for("conv-pool", case, relu, dtype)
+    base = randn(rng, shape[:3] + (2 * shape[3],), dtype)
+    x = base[..., ::2]                              # not contiguous
+    x[0] = 0.0                                      # all-zero windows: ties
+    x[1, :, 1:3, 1:3] = np.nan
+    x.flags.writeable = False
+    W = randn(rng, (fn, shape[1], kh, kw), dtype, scale=0.3)
+    b = randn(rng, (fn,), dtype)
+    y = F.conv2d_forward(x, W, b, stride, pad, algorithm=algorithm)
+    pooled, codes = F.maxpool2x2_forward(y)
+    out = F.relu_forward(pooled) if relu else pooled
+    got, got_codes = F.conv2d_maxpool_forward(x, W, b, stride, pad, relu=relu,
+                                              algorithm=algorithm)
+    assert got.dtype == x.dtype and got_codes.dtype == np.int32
+    assert_array_equal(got, out)
+    assert_array_equal(got_codes, codes)
+    dout = randn(rng, out.shape, dtype)
+    dpool = F.relu_backward(dout, out) if relu else dout
+    dy = F.maxpool2x2_backward(dpool, codes, y.shape)
+    for need_dx in (True, False):
+        ref = F.conv2d_backward(dy, x, W, stride, pad, need_dx=need_dx, algorithm=algorithm)
+        grads = F.conv2d_maxpool_backward(dout, got_codes, x, W, stride, pad,
+                                          out=got if relu else None, need_dx=need_dx,
+                                          algorithm=algorithm)
+        for name, g, r in zip(("dx", "dW", "db"), grads, ref):
+            if r is None:
+                assert g is None and not need_dx
+            else:
+                assert_array_equal(g, r, err_msg=name)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+def test_conv2d_maxpool_does_not_depend_on_the_thread_count(algorithm):
+    rng = rng_for("conv-pool-threads", algorithm)
+    x = randn(rng, (23, 8, 12, 10), np.float32)
+    W = randn(rng, (6, 8, 3, 3), np.float32)
+    b = randn(rng, (6,), np.float32)
+    runs = []
+    for n in (1, 2, 3):
+        out, codes = F.conv2d_maxpool_forward(x, W, b, 1, 1, relu=True, algorithm=algorithm,
+                                              n_threads=n)
+        grads = F.conv2d_maxpool_backward(np.ones_like(out), codes, x, W, 1, 1, out=out,
+                                          algorithm=algorithm, n_threads=n)
+        runs.append((out,) + grads)
+    for run in runs[1:]:
+        for a, b_ in zip(runs[0], run):
+            assert_array_equal(a, b_)
+
+
+def test_conv2d_maxpool_errors_name_the_argument():
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    W = np.zeros((4, 3, 3, 3), np.float32)
+    b = np.zeros(4, np.float32)
+    out, codes = F.conv2d_maxpool_forward(x, W, b, 1, 1)
+    assert out.shape == (2, 4, 4, 4)
+    with pytest.raises(ValueError, match=r"dout must have shape \(2, 4, 4, 4\)"):
+        F.conv2d_maxpool_backward(out[:, :, :3], codes, x, W, 1, 1)
+    with pytest.raises(ValueError, match="codes must be an int32 array"):
+        F.conv2d_maxpool_backward(out, codes.astype(np.intp), x, W, 1, 1)
+    with pytest.raises(ValueError, match="out must have the forward output's shape"):
+        F.conv2d_maxpool_backward(out, codes, x, W, 1, 1, out=out[:1])
+    with pytest.raises(ValueError, match="b must have shape"):
+        F.conv2d_maxpool_forward(x, W, b[:3], 1, 1)
+    with pytest.raises(ValueError, match="smaller than the 2x2 pooling window"):
+        F.conv2d_maxpool_forward(x[:, :, :3, :3], W, b, 1, 0)
+
+
 # ----------------------------------------------------------------------------- average pooling
 @pytest.mark.parametrize("count_include_pad", [True, False], ids=["incl_pad", "excl_pad"])
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -218,10 +218,19 @@ def _book_order_pass(net, x, t):
                             for name, (layer, key) in net._index.items()}
 
 
+def _assert_same_as_book_order(net, x, t):
+    scores = net.predict(x, train_flg=True).copy()
+    grads = {k: v.copy() for k, v in net.gradient(x, t).items()}
+    ref_scores, _, ref_grads = _book_order_pass(net, x, t)
+    np.testing.assert_array_equal(scores, ref_scores)
+    for k in ref_grads:
+        np.testing.assert_array_equal(grads[k], ref_grads[k])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_relu_before_max_pool_runs_after_it_with_identical_results(dtype):
     from cnn_core.layers import AvgPooling
-    layers = [Conv2D(4, 3, pad=1), Relu(), Pooling(2, 2, stride=2), Relu(), Dense(5)]
+    layers = [Conv2D(4, 3, pad=1), Relu(), Pooling(3, 3, stride=2, pad=1), Relu(), Dense(5)]
     net = Sequential(layers, (2, 7, 9), dtype=dtype, seed=3)
     order = net.execution_order()
     assert order[:3] == [layers[0], layers[2], layers[1]] and order[3:] == layers[3:]
@@ -229,13 +238,34 @@ def test_relu_before_max_pool_runs_after_it_with_identical_results(dtype):
     x = rng.standard_normal((6, 2, 7, 9)).astype(dtype)
     x[0] = 0.0                       # all-zero windows: ties at 0 after the ReLU
     x[1, :, 2:4, 2:4] = np.nan       # NaN through both layers
-    t = rng.integers(0, 5, 6)
-    scores = net.predict(x, train_flg=True).copy()
-    grads = {k: v.copy() for k, v in net.gradient(x, t).items()}
-    ref_scores, _, ref_grads = _book_order_pass(net, x, t)
-    np.testing.assert_array_equal(scores, ref_scores)
-    for k in ref_grads:
-        np.testing.assert_array_equal(grads[k], ref_grads[k])
+    _assert_same_as_book_order(net, x, rng.integers(0, 5, 6))
     # average pooling does not commute with ReLU, and subclasses are left alone
     net2 = Sequential([Conv2D(2, 3), Relu(), AvgPooling(2, 2, stride=2)], (1, 6, 6))
     assert net2.execution_order() == net2.layers
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+def test_conv_relu_pool_run_fused_with_identical_results(algorithm, dtype):
+    """Conv [+ Relu] + 2x2 max pool run as one ConvPool node: scores, loss and every gradient
+    bit for bit those of the layers run one by one, for a first layer (no dx) and a later
+    one (dx), with and without the ReLU, on odd planes, ties and NaN."""
+    from cnn_core.network import ConvPool
+    layers = [Conv2D(8, 3, pad=1, algorithm=algorithm), Relu(), Pooling(2, 2, stride=2),
+              Conv2D(8, 3, pad=1, algorithm=algorithm), Pooling(2, 2, stride=2),
+              Relu(), Dense(5)]
+    net = Sequential(layers, (3, 9, 11), dtype=dtype, seed=4)
+    order = net.execution_order()
+    assert [type(node) for node in order] == [ConvPool, ConvPool, Relu, Dense]
+    assert order[0].layers == tuple(layers[:3]) and order[1].layers == tuple(layers[3:5])
+    assert repr(order[0]) == " + ".join(map(repr, layers[:3]))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((7, 3, 9, 11)).astype(dtype)
+    x[0] = 0.0
+    x[1, :, 2:4, 2:4] = np.nan
+    t = rng.integers(0, 5, 7)
+    _assert_same_as_book_order(net, x, t)
+    # the layers keep the state of their own passes: the book's arg_max, the ReLU's mask
+    net.predict(x, train_flg=True)
+    assert layers[2].arg_max.shape == (7, 8, 4, 5) and layers[1].out.shape == (7, 8, 4, 5)
+    assert net.accuracy(x[2:], t[2:]) == net.accuracy(x[2:], t[2:], batch_size=1)
