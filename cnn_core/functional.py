@@ -274,9 +274,11 @@ CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 #: DeepConvNet's step at 2 threads 25 % slower than 8 (imbalance and buffers out of L2).
 WINOGRAD_MIN_MICRO = 8
 
-#: Bytes of the larger of a micro-batch's two cell buffers (V or M): 1 MiB, one core's L2 here
-#: (2 MiB measured 1-2 % slower on one thread).
-WINOGRAD_BUFFER_BYTES = 1 << 20
+#: Bytes of the larger of a micro-batch's two cell buffers (V or M).  DeepConvNet's step, A/B
+#: in one process: at 2 threads 25.2 ms with 1 MiB (one core's L2 here), 24.4 with 2 MiB,
+#: 24.7 with 4 MiB; at 1 thread 35.8, 35.6, 35.7.  Fewer, larger micro-batches mean fewer
+#: Python steps, each a round of GIL hand-overs between the chunk threads.
+WINOGRAD_BUFFER_BYTES = 2 << 20
 
 
 def check_conv_algorithm(algorithm, W_shape, stride):
