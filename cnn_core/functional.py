@@ -369,17 +369,18 @@ def _winograd_forward(x, W, b, pad, out_h, out_w, n_threads, tail=None):
     plan = _WinogradPlan(x.shape, n_filters, pad, out_h, out_w, x.dtype.itemsize)
     u = _winograd_weights(W)
     shape = (n_batch, n_filters, out_h, out_w)
-    out = np.empty(shape, dtype=x.dtype) if tail is None else None
+    buffered = tail is not None and tail.buffered
+    out = None if buffered else np.empty(shape, dtype=x.dtype)
     th, tw = plan.tiles_h, plan.tiles_w
 
     def chunk(lo, hi):
         xp, vbuf, mbuf = plan.workspace(x, n_filters)
-        ybuf = None if tail is None else np.empty((plan.step,) + shape[1:], dtype=x.dtype)
+        ybuf = np.empty((plan.step,) + shape[1:], dtype=x.dtype) if buffered else None
         for i in range(lo, hi):
             a, z, v = plan.input_cells(x, i, xp, vbuf)
             m = plan.view(mbuf, n_filters, z)
             np.matmul(u, v, out=m)
-            y = out[a:a + z] if tail is None else ybuf[:z]
+            y = ybuf[:z] if buffered else out[a:a + z]
             _winograd.output_transform(m, b, y, th, tw, 1)
             if tail is not None:
                 tail.emit(a, z, y)
@@ -389,11 +390,11 @@ def _winograd_forward(x, W, b, pad, out_h, out_w, n_threads, tail=None):
 
 
 def _winograd_backward(dout, x, W, pad, need_dx, n_threads, head=None, out_hw=None):
-    """``head``: as in :func:`_im2col_backward` (then ``out_hw`` is the convolution's
-    output size; ``dout`` is the pooled gradient)."""
+    """``head``: as in :func:`_im2col_backward`; ``out_hw`` is the convolution's output size
+    (``dout`` may be the pooled gradient)."""
     n_batch, n_channels = x.shape[:2]
     n_filters = W.shape[0]
-    out_h, out_w = dout.shape[2:] if head is None else out_hw
+    out_h, out_w = out_hw
     plan = _WinogradPlan(x.shape, n_filters, pad, out_h, out_w, x.dtype.itemsize)
     u_t = np.ascontiguousarray(_winograd_weights(W).transpose(0, 2, 1))     # (16, C, FN)
     th, tw = plan.tiles_h, plan.tiles_w
@@ -427,7 +428,7 @@ def _winograd_backward(dout, x, W, pad, need_dx, n_threads, head=None, out_hw=No
     return dx, dW, db_per_sample.sum(axis=0)
 
 
-def conv2d_forward(x, W, b, stride=1, pad=0, *, algorithm="auto", n_threads=None):
+def conv2d_forward(x, W, b, stride=1, pad=0, *, relu=False, algorithm="auto", n_threads=None):
     """Convolution ``x (N, C, H, W) * W (FN, C, KH, KW) + b (FN,)`` -> ``(N, FN, OH, OW)``.
 
     The batch is split into one chunk per thread (see :mod:`cnn_core._workers`).  Each
@@ -440,6 +441,9 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, algorithm="auto", n_threads=None
     ``algorithm``: ``"auto"`` (Winograd F(2x2, 3x3) for a 3x3 filter at stride 1 on at least
     :data:`WINOGRAD_MIN_CHANNELS` input channels, the above otherwise), ``"im2col"`` or
     ``"winograd"`` (a ValueError for other filters or strides); see :mod:`cnn_core._winograd`.
+
+    ``relu=True`` applies ReLU to each micro-batch of the output while it is in cache (bit
+    for bit :func:`relu_forward` of the output, without a pass of its own).
     """
     dtype = _common_dtype(("x", x), ("W", W), ("b", b))
     x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
@@ -447,20 +451,23 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, algorithm="auto", n_threads=None
     n_filters, _, kernel_h, kernel_w = W.shape
     if b.shape != (n_filters,):
         raise ValueError(f"b must have shape ({n_filters},) to match W {W.shape}, got {b.shape}")
+    tail = _ReluTail() if relu else None
     if _conv_algorithm(algorithm, W.shape, stride) == "winograd":
-        return _winograd_forward(x, W, b, pad, out_h, out_w, n_threads)
-    return _im2col_forward(x, W, b, stride, pad, out_h, out_w, n_threads)
+        return _winograd_forward(x, W, b, pad, out_h, out_w, n_threads, tail)
+    return _im2col_forward(x, W, b, stride, pad, out_h, out_w, n_threads, tail)
 
 
 def _im2col_forward(x, W, b, stride, pad, out_h, out_w, n_threads, tail=None):
-    """The im2col convolution on validated arguments.  With a ``tail``
-    (:class:`_PoolTail`), each micro-batch's output goes to a chunk buffer and
-    ``tail.emit`` pools it; nothing is returned."""
+    """The im2col convolution on validated arguments.  ``tail.emit(a, z, y)`` then sees each
+    micro-batch's output y (samples [a, a+z)) while it is in cache: in the returned output
+    (:class:`_ReluTail`), or, for a ``buffered`` tail (:class:`_PoolTail`), in a chunk
+    buffer (nothing is returned)."""
     dtype = x.dtype
     n_filters, _, kernel_h, kernel_w = W.shape
     n_batch, n_pix = x.shape[0], out_h * out_w
     k = W[0].size
-    out = np.empty((n_batch, n_filters, n_pix), dtype=dtype) if tail is None else None
+    buffered = tail is not None and tail.buffered
+    out = None if buffered else np.empty((n_batch, n_filters, n_pix), dtype=dtype)
     # the bias rides in the GEMM: [W | b] (FN, K+1) @ [cols; 1] (K+1, P).  As fast as the
     # K-row product, and it saves a pass over the output (SimpleConvNet's conv forward at 2
     # threads 0.51 -> 0.38 ms).
@@ -472,21 +479,21 @@ def _im2col_forward(x, W, b, stride, pad, out_h, out_w, n_threads, tail=None):
     def chunk(lo, hi):
         m = min(step, hi - lo)
         buf = _cols_with_ones(m, k, n_pix, dtype)
-        ybuf = None if tail is None else np.empty((m, n_filters, n_pix), dtype=dtype)
+        ybuf = np.empty((m, n_filters, n_pix), dtype=dtype) if buffered else None
         for a in range(lo, hi, step):
             z = min(step, hi - a)
             cols = buf[:z]
             _im2col.im2col_t(x[a:a + z], cols, kernel_h, kernel_w, stride, pad, out_h, out_w, 1)
-            y = out[a:a + z] if tail is None else ybuf[:z]
+            y = ybuf[:z] if buffered else out[a:a + z]
             np.matmul(w_aug, cols, out=y)
             if tail is not None:
                 tail.emit(a, z, y.reshape(z, n_filters, out_h, out_w))
 
     run_chunks(chunk, n_batch, _threads(n_threads, n_batch * n_filters * n_pix * k))
-    return None if tail is not None else out.reshape(n_batch, n_filters, out_h, out_w)
+    return None if buffered else out.reshape(n_batch, n_filters, out_h, out_w)
 
 
-def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, algorithm="auto",
+def conv2d_backward(dout, x, W, stride=1, pad=0, *, out=None, need_dx=True, algorithm="auto",
                     n_threads=None):
     """Gradients of :func:`conv2d_forward`: ``(dx, dW, db)`` from ``dout (N, FN, OH, OW)``
     and the forward's input ``x``.
@@ -495,8 +502,10 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, algorithm="aut
     Per sample, x is unfolded again into a cache-sized buffer; ``[dW_n.T; db_n] = [cols[n];
     1] (K+1, P) @ dout_n.T`` (measured 1.3-1.5x faster than ``dout_n @ cols[n].T`` at these
     thin shapes) and ``dcols_n = W.T @ dout_n`` (folded back by col2im).  ``dW`` and ``db``
-    sum the per-sample products in a fixed order: they do not depend on the thread count.  ``algorithm`` as
-    in :func:`conv2d_forward` (use the forward's: the gradients are those of its rounding).
+    sum the per-sample products in a fixed order: they do not depend on the thread count.
+    ``algorithm`` as in :func:`conv2d_forward` (use the forward's: the gradients are those of
+    its rounding).  ``out``: the forward's output when it applied ReLU; ``dout`` is then
+    masked by ``out > 0`` one micro-batch at a time (bit for bit :func:`relu_backward`).
     """
     dtype = _common_dtype(("dout", dout), ("x", x), ("W", W))
     x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
@@ -507,9 +516,10 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, need_dx=True, algorithm="aut
     if dout.shape != expected:
         raise ValueError(f"dout must have shape {expected} for x {x.shape} and W {W.shape}, "
                          f"got {dout.shape}")
+    head = None if out is None else _ReluHead(dout, _relu_out(out, expected, dtype))
     if _conv_algorithm(algorithm, W.shape, stride) == "winograd":
-        return _winograd_backward(dout, x, W, pad, need_dx, n_threads)
-    return _im2col_backward(dout, x, W, stride, pad, out_h, out_w, need_dx, n_threads)
+        return _winograd_backward(dout, x, W, pad, need_dx, n_threads, head, (out_h, out_w))
+    return _im2col_backward(dout, x, W, stride, pad, out_h, out_w, need_dx, n_threads, head)
 
 
 def _im2col_backward(dout, x, W, stride, pad, out_h, out_w, need_dx, n_threads, head=None):
@@ -657,9 +667,44 @@ def maxpool2x2_argmax(codes, x_shape):
 
 
 # ----------------------------------------------------------------------------- conv + pool
+def _relu_out(out, shape, dtype):
+    out = as_float_array(out, "out", dtype)
+    if out.shape != shape:
+        raise ValueError(f"out must have the forward output's shape {shape}, got {out.shape}")
+    return np.ascontiguousarray(out)
+
+
+class _ReluTail:
+    """The fused end of a convolution's forward: ReLU on each micro-batch of the output."""
+    buffered = False
+
+    @staticmethod
+    def emit(a, z, y):
+        flat = y.reshape(-1)
+        _elementwise.relu_forward(flat, flat, 1)
+
+
+class _ReluHead:
+    """The fused start of a convolution's backward: dout masked by the forward's ReLU output,
+    one micro-batch at a time, into a chunk buffer."""
+
+    def __init__(self, dout, out):
+        self.dout, self.out = dout, out
+
+    def buffers(self, m):
+        return np.empty((m,) + self.dout.shape[1:], dtype=self.dout.dtype)
+
+    def take(self, buffer, a, z):
+        d = buffer[:z]
+        _elementwise.relu_backward(self.dout[a:a + z].reshape(-1),
+                                   self.out[a:a + z].reshape(-1), d.reshape(-1), 1)
+        return d
+
+
 class _PoolTail:
     """The fused end of a convolution's forward: each micro-batch's output, still in cache,
     is max-pooled 2x2/stride 2 (then ReLU'd, which commutes with the max) into ``out``."""
+    buffered = True
 
     def __init__(self, conv_shape, dtype, relu):
         n, fn, oh, ow = conv_shape
@@ -743,12 +788,7 @@ def conv2d_maxpool_backward(dout, codes, x, W, stride=1, pad=0, *, out=None, nee
         raise ValueError(f"dout must have shape {expected} for x {x.shape}, W {W.shape} and "
                          f"2x2 pooling, got {dout.shape}")
     codes = _check_codes(codes, expected)
-    if out is not None:
-        out = as_float_array(out, "out", dtype)
-        if out.shape != expected:
-            raise ValueError(f"out must have the forward output's shape {expected}, "
-                             f"got {out.shape}")
-        out = np.ascontiguousarray(out)
+    out = None if out is None else _relu_out(out, expected, dtype)
     head = _PoolHead(dout, codes, out, (x.shape[0], W.shape[0], out_h, out_w))
     if _conv_algorithm(algorithm, W.shape, stride) == "winograd":
         return _winograd_backward(dout, x, W, pad, need_dx, n_threads, head, (out_h, out_w))

@@ -21,14 +21,15 @@ from .layers.loss import as_labels
 PREDICT_CHUNK = 200
 
 
-class ConvPool:
-    """A ``Convolution``, an optional ``Relu`` and a 2x2/stride-2 max ``Pooling`` that
-    :meth:`Sequential.execution_order` runs as one node (:func:`functional.conv2d_maxpool_forward`):
-    each micro-batch of the convolution's output is pooled while still in cache, and the
-    backward rebuilds the convolution's gradient one micro-batch at a time.  Outputs and
-    gradients are bit for bit those of the three layers run one by one.  The layers keep
-    the state their own ``backward`` would need (``x``, the pooling's winners, the ReLU's
-    output) and receive their gradients."""
+class FusedConv:
+    """A ``Convolution`` followed by a ``Relu``, a 2x2/stride-2 max ``Pooling``, or both,
+    that :meth:`Sequential.execution_order` runs as one node: the ReLU and the pooling
+    work on each micro-batch of the convolution's output while it is still in cache
+    (:func:`functional.conv2d_forward` with ``relu=True``,
+    :func:`functional.conv2d_maxpool_forward`), and the backward rebuilds the convolution's
+    gradient one micro-batch at a time.  Outputs and gradients are bit for bit those of the
+    layers run one by one.  The layers keep the state their own ``backward`` would need
+    (``x``, the pooling's winners, the ReLU's output) and receive their gradients."""
 
     def __init__(self, conv, relu, pool):
         self.conv, self.relu, self.pool = conv, relu, pool
@@ -36,41 +37,52 @@ class ConvPool:
 
     @staticmethod
     def matches(layers, i):
-        """The layers ``layers[i:]`` start with, fused, or None."""
+        """The node ``layers[i:]`` starts with, or None.  A ReLU followed by a pooling that
+        cannot be fused is left to run after that pooling (on less data)."""
         if type(layers[i]) not in (Convolution, Conv2D):
             return None
         j = i + 1
         relu = layers[j] if j < len(layers) and type(layers[j]) is Relu else None
         j += relu is not None
-        pool = layers[j] if j < len(layers) else None
-        if type(pool) is not Pooling or not pool._is_2x2:
+        pool = layers[j] if j < len(layers) and type(layers[j]) is Pooling else None
+        if pool is not None and not pool._is_2x2:
             return None
-        return ConvPool(layers[i], relu, pool)
+        if relu is None and pool is None:
+            return None
+        return FusedConv(layers[i], relu, pool)
 
     def forward(self, x, train_flg=True):
-        conv = self.conv
+        conv, relu, pool = self.conv, self.relu, self.pool
         W = conv.params["W"]
         x = as_float_array(x, "x", W.dtype)
-        out, codes = F.conv2d_maxpool_forward(x, W, conv.params["b"], conv.stride, conv.pad,
-                                              relu=self.relu is not None,
-                                              algorithm=conv.algorithm)
+        args = (x, W, conv.params["b"], conv.stride, conv.pad)
+        if pool is None:
+            out = F.conv2d_forward(*args, relu=True, algorithm=conv.algorithm)
+        else:
+            out, codes = F.conv2d_maxpool_forward(*args, relu=relu is not None,
+                                                  algorithm=conv.algorithm)
+            fn, _, fh, fw = W.shape
+            pool.x_shape = (x.shape[0], fn,
+                            F.conv_output_size(x.shape[2], fh, conv.stride, conv.pad),
+                            F.conv_output_size(x.shape[3], fw, conv.stride, conv.pad))
+            pool._codes, pool._arg_max = codes, None
         conv.x = x
-        fn, _, fh, fw = W.shape
-        self.pool.x_shape = (x.shape[0], fn, F.conv_output_size(x.shape[2], fh, conv.stride,
-                                                                conv.pad),
-                             F.conv_output_size(x.shape[3], fw, conv.stride, conv.pad))
-        self.pool._codes, self.pool._arg_max = codes, None
-        if self.relu is not None:
-            self.relu.out = out
+        if relu is not None:
+            relu.out = out
         return out
 
     def backward(self, dout):
-        conv = self.conv
+        conv, relu, pool = self.conv, self.relu, self.pool
         W = conv.params["W"]
-        dx, dW, db = F.conv2d_maxpool_backward(
-            as_float_array(dout, "dout", W.dtype), self.pool._codes, conv.x, W, conv.stride,
-            conv.pad, out=None if self.relu is None else self.relu.out,
-            need_dx=conv.need_dx, algorithm=conv.algorithm)
+        dout = as_float_array(dout, "dout", W.dtype)
+        mask = None if relu is None else relu.out
+        if pool is None:
+            dx, dW, db = F.conv2d_backward(dout, conv.x, W, conv.stride, conv.pad, out=mask,
+                                           need_dx=conv.need_dx, algorithm=conv.algorithm)
+        else:
+            dx, dW, db = F.conv2d_maxpool_backward(
+                dout, pool._codes, conv.x, W, conv.stride, conv.pad, out=mask,
+                need_dx=conv.need_dx, algorithm=conv.algorithm)
         conv.grads["W"], conv.grads["b"] = dW, db
         return dx
 
@@ -190,10 +202,10 @@ class Sequential:
     def execution_order(self):
         """The nodes the passes run, in order: ``layers``, except that
 
-        * a ``Convolution`` followed by a 2x2/stride-2 max ``Pooling``, with or without a
-          ``Relu`` between them, runs as one :class:`ConvPool` node (SimpleConvNet's conv
-          + pool at 2 threads: forward 0.58 -> 0.56 ms, backward 0.66 -> 0.60 ms;
-          DeepConvNet's 16-channel layer 1.72 -> 1.63 and 3.36 -> 3.11 ms);
+        * a ``Convolution`` followed by a ``Relu``, a 2x2/stride-2 max ``Pooling`` or both
+          runs as one :class:`FusedConv` node (SimpleConvNet's conv + ReLU + pool at 2
+          threads: forward 0.58 -> 0.56 ms, backward 0.66 -> 0.60 ms; DeepConvNet's
+          16-channel one 1.72 -> 1.63 and 3.36 -> 3.11 ms);
         * otherwise a ``Relu`` directly followed by a max ``Pooling`` runs after it.  The
           two commute exactly (max(relu(x)) == relu(max(x)), and the gradients are equal
           element for element, NaN included), and the ReLU then works on a quarter of the
@@ -203,7 +215,7 @@ class Sequential:
         Either way outputs and gradients are bit for bit those of ``layers`` in order."""
         layers, order, i = self.layers, [], 0
         while i < len(layers):
-            fused = ConvPool.matches(layers, i)
+            fused = FusedConv.matches(layers, i)
             if fused is not None:
                 order.append(fused)
                 i += len(fused.layers)

@@ -434,6 +434,31 @@ def test_conv2d_maxpool_equals_the_separate_calls_bit_for_bit(case, relu, dtype)
                 assert_array_equal(g, r, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_POOL_CASES, ids=str)
+def test_conv2d_relu_equals_the_separate_calls_bit_for_bit(case, dtype):
+    """conv2d_forward(relu=True) and conv2d_backward(out=...) against conv2d_* and relu_*."""
+    shape, fn, k, stride, pad, algorithm = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    rng = rng_for("conv-relu", case, dtype)
+    x = randn(rng, shape, dtype)
+    x[1, :, 1:3, 1:3] = np.nan
+    W = randn(rng, (fn, shape[1], kh, kw), dtype, scale=0.3)
+    b = randn(rng, (fn,), dtype)
+    y = F.conv2d_forward(x, W, b, stride, pad, algorithm=algorithm)
+    ref = F.relu_forward(y)
+    out = F.conv2d_forward(x, W, b, stride, pad, relu=True, algorithm=algorithm)
+    assert_array_equal(out, ref)
+    dout = randn(rng, out.shape, dtype)
+    expected = F.conv2d_backward(F.relu_backward(dout, ref), x, W, stride, pad,
+                                 algorithm=algorithm)
+    got = F.conv2d_backward(dout, x, W, stride, pad, out=out, algorithm=algorithm)
+    for name, g, r in zip(("dx", "dW", "db"), got, expected):
+        assert_array_equal(g, r, err_msg=name)
+    with pytest.raises(ValueError, match="out must have the forward output's shape"):
+        F.conv2d_backward(dout, x, W, stride, pad, out=out[:1], algorithm=algorithm)
+
+
 @pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
 def test_conv2d_maxpool_does_not_depend_on_the_thread_count(algorithm):
     rng = rng_for("conv-pool-threads", algorithm)

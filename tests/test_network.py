@@ -239,24 +239,25 @@ def test_relu_before_max_pool_runs_after_it_with_identical_results(dtype):
     x[0] = 0.0                       # all-zero windows: ties at 0 after the ReLU
     x[1, :, 2:4, 2:4] = np.nan       # NaN through both layers
     _assert_same_as_book_order(net, x, rng.integers(0, 5, 6))
-    # average pooling does not commute with ReLU, and subclasses are left alone
+    # average pooling does not commute with ReLU: it stays after the (fused) ReLU
     net2 = Sequential([Conv2D(2, 3), Relu(), AvgPooling(2, 2, stride=2)], (1, 6, 6))
-    assert net2.execution_order() == net2.layers
+    order = net2.execution_order()
+    assert order[0].layers == tuple(net2.layers[:2]) and order[1:] == net2.layers[2:]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
 def test_conv_relu_pool_run_fused_with_identical_results(algorithm, dtype):
-    """Conv [+ Relu] + 2x2 max pool run as one ConvPool node: scores, loss and every gradient
+    """Conv [+ Relu] + 2x2 max pool run as one FusedConv node: scores, loss and every gradient
     bit for bit those of the layers run one by one, for a first layer (no dx) and a later
     one (dx), with and without the ReLU, on odd planes, ties and NaN."""
-    from cnn_core.network import ConvPool
+    from cnn_core.network import FusedConv
     layers = [Conv2D(8, 3, pad=1, algorithm=algorithm), Relu(), Pooling(2, 2, stride=2),
               Conv2D(8, 3, pad=1, algorithm=algorithm), Pooling(2, 2, stride=2),
               Relu(), Dense(5)]
     net = Sequential(layers, (3, 9, 11), dtype=dtype, seed=4)
     order = net.execution_order()
-    assert [type(node) for node in order] == [ConvPool, ConvPool, Relu, Dense]
+    assert [type(node) for node in order] == [FusedConv, FusedConv, Relu, Dense]
     assert order[0].layers == tuple(layers[:3]) and order[1].layers == tuple(layers[3:5])
     assert repr(order[0]) == " + ".join(map(repr, layers[:3]))
     rng = np.random.default_rng(1)
@@ -269,3 +270,22 @@ def test_conv_relu_pool_run_fused_with_identical_results(algorithm, dtype):
     net.predict(x, train_flg=True)
     assert layers[2].arg_max.shape == (7, 8, 4, 5) and layers[1].out.shape == (7, 8, 4, 5)
     assert net.accuracy(x[2:], t[2:]) == net.accuracy(x[2:], t[2:], batch_size=1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+def test_conv_relu_run_fused_with_identical_results(algorithm, dtype):
+    """Conv + Relu (no pooling after) run as one FusedConv node, as first layer and later."""
+    from cnn_core.network import FusedConv
+    layers = [Conv2D(8, 3, pad=1, algorithm=algorithm), Relu(),
+              Conv2D(8, 3, pad=2, algorithm=algorithm), Relu(), Dense(5)]
+    net = Sequential(layers, (3, 6, 7), dtype=dtype, seed=5)
+    order = net.execution_order()
+    assert [type(node) for node in order] == [FusedConv, FusedConv, Dense]
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((9, 3, 6, 7)).astype(dtype)
+    x[0] = 0.0
+    x[1, :, 2:4, 2:4] = np.nan
+    _assert_same_as_book_order(net, x, rng.integers(0, 5, 9))
+    net.predict(x, train_flg=True)
+    assert layers[3].out.shape == (9, 8, 8, 9) and np.all(~(layers[3].out < 0))
