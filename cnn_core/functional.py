@@ -302,11 +302,18 @@ def _conv_algorithm(algorithm, W_shape, stride):
     return algorithm
 
 
+#: G (x) G (16, 9): cell 4i+j of G g G^T is row 4i+j of it dotted with g's 9 taps (3k+l)
+WINOGRAD_GG = np.kron(WINOGRAD_G, WINOGRAD_G)
+
+
 def _winograd_weights(W):
-    """U (16, FN, C): the 16 cells of G g G^T for every filter g = W[f, c]."""
-    G = WINOGRAD_G.astype(W.dtype)
-    u = np.matmul(np.matmul(G, W), G.T)                   # (FN, C, 4, 4)
-    return np.ascontiguousarray(u.transpose(2, 3, 0, 1)).reshape(16, W.shape[0], W.shape[1])
+    """U (16, FN, C): the 16 cells of G g G^T for every filter g = W[f, c], as one GEMM
+    ``(G (x) G) (16, 9) @ W (9, FN*C)``.  (As 2 * FN * C tiny 4x3 products through
+    np.matmul's broadcasting it took 0.37 ms for DeepConvNet's 64x64 layer, on every
+    forward and backward.)"""
+    n_filters, n_channels = W.shape[:2]
+    u = WINOGRAD_GG.astype(W.dtype) @ W.reshape(n_filters * n_channels, 9).T
+    return u.reshape(16, n_filters, n_channels)
 
 
 class _WinogradPlan:
@@ -421,10 +428,9 @@ def _winograd_backward(dout, x, W, pad, need_dx, n_threads, head=None, out_hw=No
 
     run_chunks(chunk, plan.n_micro,
                _threads(n_threads, n_batch * n_filters * out_h * out_w * 9 * n_channels))
-    du = du_parts.sum(axis=0).reshape(4, 4, n_filters, n_channels)
-    G = WINOGRAD_G.astype(x.dtype)
-    # U = G g G^T, so dg = G^T dU G for every (f, c)
-    dW = np.ascontiguousarray(np.matmul(np.matmul(G.T, du.transpose(2, 3, 0, 1)), G))
+    du = du_parts.sum(axis=0).reshape(16, n_filters * n_channels)
+    # U = (G (x) G) g, so dg = (G (x) G)^T dU for every (f, c): one GEMM
+    dW = (du.T @ WINOGRAD_GG.astype(x.dtype)).reshape(W.shape)
     return dx, dW, db_per_sample.sum(axis=0)
 
 
