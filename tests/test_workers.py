@@ -61,3 +61,17 @@ def test_chunks_run_on_the_openmp_team():
     calls = []
     _parallel.run_team(calls.append, 3)
     assert sorted(calls) == [0, 1, 2]
+
+
+def test_import_leaves_the_openmp_wait_policy_alone():
+    """cnn_core once set OMP_WAIT_POLICY=PASSIVE at import: another library's OpenMP runtime
+    started later in the process (PyTorch's, in bench/compare.py) read it and ran 25 % slower."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = "import os, cnn_core; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"
