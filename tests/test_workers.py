@@ -63,7 +63,7 @@ def test_chunks_run_on_the_openmp_team():
     assert sorted(calls) == [0, 1, 2]
 
 
-def test_import_leaves_the_openmp_wait_policy_alone():
+def test_import_leaves_the_openmp_wait_policy_alone(tmp_path):
     """cnn_core once set OMP_WAIT_POLICY=PASSIVE at import: another library's OpenMP runtime
     started later in the process (PyTorch's, in bench/compare.py) read it and ran 25 % slower."""
     import os
@@ -72,6 +72,6 @@ def test_import_leaves_the_openmp_wait_policy_alone():
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     code = "import os, cnn_core; print(os.environ.get('OMP_WAIT_POLICY'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, cwd=tmp_path)     # the installed cnn_core, not ./cnn_core
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "None"
