@@ -363,8 +363,7 @@ class _WinogradPlan:
     def input_cells(self, x, i, xp, vbuf):
         """``(a, z, V)``: micro-batch i is samples [a, a+z); V holds their input cells."""
         a, z = self.bounds[i], self.bounds[i + 1] - self.bounds[i]
-        h, w = x.shape[2], x.shape[3]
-        xp[:z, :, self.pad:self.pad + h, self.pad:self.pad + w] = x[a:a + z]
+        _winograd.pad_planes(x[a:a + z], xp, self.pad, 1)     # its border stays zero
         v = self.view(vbuf, x.shape[1], z)
         _winograd.input_transform(xp[:z], v, self.tiles_h, self.tiles_w, 1)
         return a, z, v

@@ -29,7 +29,7 @@ owns its slice of the output: results do not depend on the thread count.  Inputs
 validated and allocated by cnn_core.functional; these kernels only compute.
 """
 from cython.parallel cimport prange
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from _types cimport floating
 
 
@@ -122,6 +122,30 @@ cdef inline void _input_plane(const floating* src, Py_ssize_t width,
                     o[(12 + j) * cell + k] = xo[j][k] - xo[j][k + nt]
             t0 += nt
         ty0 += n_rows
+
+
+def pad_planes(const floating[:, :, :, ::1] x not None,    # IN  (N, C, H, W)
+               floating[:, :, :, ::1] xp not None,         # OUT (>= N, C, HP, WP)
+               Py_ssize_t pad, int n_threads=1):
+    """xp[n, c, pad:pad+H, pad:pad+W] := x[n, c], row by row; the rest of xp is untouched
+    (the caller keeps its border zero).  NumPy's strided copy took 0.16 ms per 100 samples
+    of DeepConvNet's (64, 7, 7) planes: 7-float rows, each a loop of its own."""
+    cdef Py_ssize_t n_channels = x.shape[1], height = x.shape[2], width = x.shape[3]
+    cdef Py_ssize_t wp = xp.shape[3], p, n, c, h
+    cdef const floating* src
+    cdef floating* dst
+    if (xp.shape[0] < x.shape[0] or xp.shape[1] != n_channels or pad < 0
+            or pad + height > xp.shape[2] or pad + width > wp):
+        raise ValueError(f"xp ({xp.shape[0]}, {xp.shape[1]}, {xp.shape[2]}, {wp}) cannot hold "
+                         f"x ({x.shape[0]}, {n_channels}, {height}, {width}) padded by {pad}")
+    with nogil:
+        for p in prange(x.shape[0] * n_channels, schedule='static', num_threads=n_threads):
+            n = p // n_channels
+            c = p % n_channels
+            src = &x[n, c, 0, 0]
+            dst = &xp[n, c, pad, pad]
+            for h in range(height):
+                memcpy(dst + h * wp, src + h * width, width * sizeof(floating))
 
 
 def input_transform(const floating[:, :, :, ::1] xp not None,   # IN  (N, C, HP, WP), padded

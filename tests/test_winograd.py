@@ -146,6 +146,24 @@ def test_input_adjoint_is_the_transpose_of_input_transform(shape, pad, th, tw, d
                     rtol=1e-5 if dtype is np.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,pad,hp,wp", [((3, 2, 7, 7), 1, 10, 10), ((2, 1, 5, 9), 0, 6, 12),
+                                             ((1, 3, 2, 3), 3, 8, 9)])
+def test_pad_planes_writes_the_window_and_nothing_else(shape, pad, hp, wp, dtype):
+    rng = rng_for("pad", shape, pad)
+    x = rng.standard_normal(shape).astype(dtype)
+    xp = np.full((shape[0] + 1, shape[1], hp, wp), 7.0, dtype=dtype)
+    _winograd.pad_planes(x, xp, pad, 2)
+    expected = np.full_like(xp, 7.0)
+    expected[:shape[0], :, pad:pad + shape[2], pad:pad + shape[3]] = x
+    assert_array_equal(xp, expected)
+    with pytest.raises(ValueError, match="cannot hold x"):
+        _winograd.pad_planes(x, np.zeros((shape[0], shape[1], pad + shape[2] - 1, wp), dtype),
+                             pad, 1)
+    with pytest.raises(ValueError, match="cannot hold x"):
+        _winograd.pad_planes(x, xp[:shape[0] - 1], pad, 1)
+
+
 def test_cells_must_have_contiguous_rows():
     xp = np.zeros((1, 2, 4, 4))
     bad = np.zeros((16, 4, 1))[:, ::2]               # rows 2 apart: not (rows, tiles) contiguous
