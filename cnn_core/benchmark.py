@@ -304,8 +304,8 @@ _KERNELS = ("im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "avgp
 #: compiled kernels that cnn_core.functional calls directly, inside convolutions (and their
 #: fused pooling and ReLU) and in the 2x2 pooling and ReLU entry points, by module
 _CONV_KERNELS = {"_im2col": ("im2col_t", "col2im_t"),
-                 "_winograd": ("input_transform", "output_transform", "output_adjoint",
-                               "input_adjoint"),
+                 "_winograd": ("pad_planes", "input_transform", "output_transform",
+                               "output_adjoint", "input_adjoint"),
                  "_pool": ("maxpool2x2_forward", "maxpool2x2_backward"),
                  "_elementwise": ("relu_forward", "relu_backward")}
 
