@@ -1,4 +1,5 @@
-"""The batch-chunk runner: every chunk runs once, errors surface, nesting and threads work."""
+"""The batch-chunk runner: every chunk runs once, errors surface, nesting and threads work,
+on the OpenMP team and on the Python thread pool that serial builds use."""
 import threading
 
 import pytest
@@ -7,8 +8,16 @@ import cnn_core
 from cnn_core import _parallel, _workers
 
 
+@pytest.fixture(params=["team", "pool"])
+def runner(request, monkeypatch):
+    if request.param == "team" and not cnn_core.openmp_enabled():
+        pytest.skip("the OpenMP team needs an OpenMP build")
+    monkeypatch.setattr(_workers, "_USE_TEAM", request.param == "team")
+    return request.param
+
+
 @pytest.mark.parametrize("n_threads", [1, 2, 3, 5])
-def test_run_chunks_covers_every_item_once(n_threads):
+def test_run_chunks_covers_every_item_once(n_threads, runner):
     seen, lock = [], threading.Lock()
 
     def fn(lo, hi):
@@ -18,7 +27,7 @@ def test_run_chunks_covers_every_item_once(n_threads):
     assert sorted(seen) == list(range(17))
 
 
-def test_run_chunks_uses_distinct_threads_and_the_caller():
+def test_run_chunks_uses_distinct_threads_and_the_caller(runner):
     idents, barrier = [], threading.Barrier(2, timeout=30)
 
     def fn(lo, hi):
@@ -29,7 +38,7 @@ def test_run_chunks_uses_distinct_threads_and_the_caller():
 
 
 @pytest.mark.parametrize("failing", [0, 1, 2])
-def test_an_error_in_any_chunk_is_raised_after_all_chunks_ran(failing):
+def test_an_error_in_any_chunk_is_raised_after_all_chunks_ran(failing, runner):
     done = []
 
     def fn(lo, hi):
@@ -41,7 +50,7 @@ def test_an_error_in_any_chunk_is_raised_after_all_chunks_ran(failing):
     assert sorted(done) == sorted({0, 4, 8} - {failing * 4})
 
 
-def test_nested_run_chunks_completes():
+def test_nested_run_chunks_completes(runner):
     out = []
 
     def inner(lo, hi):
