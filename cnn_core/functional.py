@@ -262,6 +262,10 @@ def _cols_with_ones(m, k, n_pix, dtype):
 #: G of Winograd F(2x2, 3x3): U = G g G^T turns a 3x3 filter into its 16 cells.
 WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
+#: Groups of micro-batches whose weight-gradient terms a Winograd backward keeps apart (a
+#: multiple of the usual thread counts: the groups are also the units the threads share).
+WINOGRAD_DU_GROUPS = 8
+
 #: Input channels from which ``algorithm="auto"`` takes Winograd for a 3x3 stride-1 filter.
 #: Below it the 16 products have too short an inner dimension to pay for the transforms:
 #: forward + backward at batch 100 on one core, im2col against Winograd, 4 -> 16 channels on
@@ -404,28 +408,39 @@ def _winograd_backward(dout, x, W, pad, need_dx, n_threads, head=None, out_hw=No
     plan = _WinogradPlan(x.shape, n_filters, pad, out_h, out_w, x.dtype.itemsize)
     u_t = np.ascontiguousarray(_winograd_weights(W).transpose(0, 2, 1))     # (16, C, FN)
     th, tw = plan.tiles_h, plan.tiles_w
-    du_parts = np.empty((plan.n_micro, 16, n_filters, n_channels), dtype=x.dtype)
+    # The weight gradient's per-micro-batch terms add up in WINOGRAD_DU_GROUPS fixed groups
+    # of consecutive micro-batches (in order inside a group, then the groups in order): the
+    # sum does not depend on the thread count, and its memory is bounded.  One term per
+    # micro-batch would be n_micro * 16*FN*C values, ~1 GB for 256 channels at batch 256.
+    groups = split_bounds(plan.n_micro, WINOGRAD_DU_GROUPS)
+    du_parts = np.empty((len(groups) - 1, 16, n_filters, n_channels), dtype=x.dtype)
     db_per_sample = np.empty((n_batch, n_filters), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
     # db_n = dout_n @ 1, a BLAS matrix-vector product: 3.6x faster than np.sum(axis=2) here
     ones = np.ones(out_h * out_w, dtype=x.dtype)
 
-    def chunk(lo, hi):
+    def chunk(glo, ghi):
         xp, vbuf, mbuf = plan.workspace(x, n_filters)
         acc = np.empty_like(xp) if need_dx else None
         hbuf = None if head is None else head.buffers(plan.step)
-        for i in range(lo, hi):
-            a, z, v = plan.input_cells(x, i, xp, vbuf)
-            d = dout[a:a + z] if head is None else head.take(hbuf, a, z)
-            dm = plan.view(mbuf, n_filters, z)
-            _winograd.output_adjoint(d, dm, th, tw, 1)
-            np.matmul(dm, v.transpose(0, 2, 1), out=du_parts[i])
-            np.matmul(d.reshape(z, n_filters, -1), ones, out=db_per_sample[a:a + z])
-            if need_dx:
-                np.matmul(u_t, dm, out=v)                 # dV, over V (no longer needed)
-                _winograd.input_adjoint(v, acc[:z], dx[a:a + z], pad, th, tw, 1)
+        term = np.empty(du_parts.shape[1:], dtype=x.dtype)
+        for g in range(glo, ghi):
+            for i in range(groups[g], groups[g + 1]):
+                a, z, v = plan.input_cells(x, i, xp, vbuf)
+                d = dout[a:a + z] if head is None else head.take(hbuf, a, z)
+                dm = plan.view(mbuf, n_filters, z)
+                _winograd.output_adjoint(d, dm, th, tw, 1)
+                if i == groups[g]:
+                    np.matmul(dm, v.transpose(0, 2, 1), out=du_parts[g])
+                else:
+                    np.matmul(dm, v.transpose(0, 2, 1), out=term)
+                    du_parts[g] += term
+                np.matmul(d.reshape(z, n_filters, -1), ones, out=db_per_sample[a:a + z])
+                if need_dx:
+                    np.matmul(u_t, dm, out=v)                 # dV, over V (no longer needed)
+                    _winograd.input_adjoint(v, acc[:z], dx[a:a + z], pad, th, tw, 1)
 
-    run_chunks(chunk, plan.n_micro,
+    run_chunks(chunk, len(groups) - 1,
                _threads(n_threads, n_batch * n_filters * out_h * out_w * 9 * n_channels))
     du = du_parts.sum(axis=0).reshape(16, n_filters * n_channels)
     # U = (G (x) G) g, so dg = (G (x) G)^T dU for every (f, c): one GEMM

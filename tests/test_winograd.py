@@ -244,6 +244,34 @@ def test_results_do_not_depend_on_n_threads(dtype):
             assert_array_equal(a, c)
 
 
+def test_weight_gradient_groups_many_micro_batches(monkeypatch):
+    """With more micro-batches than WINOGRAD_DU_GROUPS (small cell buffers: one sample
+    each), the weight-gradient terms are summed in fixed groups: memory for 8 terms, not 41;
+    the gradients still match im2col and do not depend on the thread count."""
+    monkeypatch.setattr(F, "WINOGRAD_BUFFER_BYTES", 1)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((41, 8, 6, 7))
+    W = rng.standard_normal((5, 8, 3, 3))
+    dout = rng.standard_normal((41, 5, 6, 7))
+    assert F._WinogradPlan(x.shape, 5, 1, 6, 7, 8).n_micro == 41 > F.WINOGRAD_DU_GROUPS
+    allocated = []
+    real_empty = np.empty
+    monkeypatch.setattr(F.np, "empty", lambda shape, *a, **k: allocated.append(shape)
+                        or real_empty(shape, *a, **k))
+    runs = [F.conv2d_backward(dout, x, W, 1, 1, algorithm="winograd", n_threads=t)
+            for t in (1, 2, 3)]
+    monkeypatch.setattr(F.np, "empty", real_empty)
+    assert (F.WINOGRAD_DU_GROUPS, 16, 5, 8) in allocated
+    assert not any(len(s) == 4 and s[1:] == (16, 5, 8) and s[0] > F.WINOGRAD_DU_GROUPS
+                   for s in allocated if isinstance(s, tuple))
+    ref = F.conv2d_backward(dout, x, W, 1, 1, algorithm="im2col")
+    for got, want in zip(runs[0], ref):
+        assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    for other in runs[1:]:
+        for a, c in zip(runs[0], other):
+            assert_array_equal(a, c)
+
+
 def test_plan_uses_several_micro_batches_and_separates_cells():
     plan = F._WinogradPlan((100, 32, 14, 14), 32, 2, 16, 16, 4)
     sizes = np.diff(plan.bounds)
