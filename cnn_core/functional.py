@@ -607,9 +607,6 @@ def maxpool2d_forward(x, pool_h, pool_w, stride=1, pad=0, *, n_threads=None):
     window's winner inside its ``(n, c)`` plane.
     """
     x, pool_h, pool_w, stride, pad, out_h, out_w = _pool_args(x, pool_h, pool_w, stride, pad)
-    if (pool_h, pool_w, stride, pad) == (2, 2, 2, 0):     # the vectorised 2x2 kernel
-        out, codes = maxpool2x2_forward(x, n_threads=n_threads)
-        return out, _argmax_from_codes(codes, x.shape[3])
     shape = x.shape[:2] + (out_h, out_w)
     out = np.empty(shape, dtype=x.dtype)
     argmax = np.empty(shape, dtype=np.intp)
@@ -684,13 +681,9 @@ def maxpool2x2_argmax(codes, x_shape):
     codes = _check_codes(codes, x_shape[:2] + (x_shape[2] // 2, x_shape[3] // 2))
     if codes.size and (codes.min() < 0 or codes.max() > 3):
         raise ValueError("codes must hold window places 0..3")
-    return _argmax_from_codes(codes, x_shape[3])
-
-
-def _argmax_from_codes(codes, width):
-    oh = np.arange(codes.shape[2], dtype=np.intp)[:, None]
-    ow = np.arange(codes.shape[3], dtype=np.intp)
-    return (2 * oh + codes // 2) * width + 2 * ow + codes % 2
+    oh = np.arange(codes.shape[2])[:, None]
+    ow = np.arange(codes.shape[3])
+    return ((2 * oh + codes // 2) * x_shape[3] + 2 * ow + codes % 2).astype(np.intp)
 
 
 # ----------------------------------------------------------------------------- conv + pool
