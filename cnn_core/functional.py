@@ -262,9 +262,13 @@ def _cols_with_ones(m, k, n_pix, dtype):
 #: G of Winograd F(2x2, 3x3): U = G g G^T turns a 3x3 filter into its 16 cells.
 WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
-#: Groups of micro-batches whose weight-gradient terms a Winograd backward keeps apart (a
-#: multiple of the usual thread counts: the groups are also the units the threads share).
+#: A Winograd backward keeps one weight-gradient term (16*FN*C values) per group of
+#: consecutive micro-batches: one group per micro-batch while the terms fit in
+#: WINOGRAD_DU_BYTES, else as many groups as fit, but at least WINOGRAD_DU_GROUPS.  The
+#: groups depend on the shapes only (so the sum does not depend on the thread count), and
+#: they are the units the threads share.
 WINOGRAD_DU_GROUPS = 8
+WINOGRAD_DU_BYTES = 64 << 20
 
 #: Input channels from which ``algorithm="auto"`` takes Winograd for a 3x3 stride-1 filter.
 #: Below it the 16 products have too short an inner dimension to pay for the transforms:
@@ -408,11 +412,13 @@ def _winograd_backward(dout, x, W, pad, need_dx, n_threads, head=None, out_hw=No
     plan = _WinogradPlan(x.shape, n_filters, pad, out_h, out_w, x.dtype.itemsize)
     u_t = np.ascontiguousarray(_winograd_weights(W).transpose(0, 2, 1))     # (16, C, FN)
     th, tw = plan.tiles_h, plan.tiles_w
-    # The weight gradient's per-micro-batch terms add up in WINOGRAD_DU_GROUPS fixed groups
-    # of consecutive micro-batches (in order inside a group, then the groups in order): the
-    # sum does not depend on the thread count, and its memory is bounded.  One term per
-    # micro-batch would be n_micro * 16*FN*C values, ~1 GB for 256 channels at batch 256.
-    groups = split_bounds(plan.n_micro, WINOGRAD_DU_GROUPS)
+    # The weight gradient's per-micro-batch terms add up in fixed groups of consecutive
+    # micro-batches (in order inside a group, then the groups in order): the sum does not
+    # depend on the thread count, and its memory is bounded.  One term per micro-batch would
+    # be n_micro * 16*FN*C values, ~1 GB for 256 channels at batch 256.
+    term_bytes = 16 * n_filters * n_channels * x.dtype.itemsize
+    groups = split_bounds(plan.n_micro,
+                          max(WINOGRAD_DU_GROUPS, WINOGRAD_DU_BYTES // term_bytes))
     du_parts = np.empty((len(groups) - 1, 16, n_filters, n_channels), dtype=x.dtype)
     db_per_sample = np.empty((n_batch, n_filters), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None

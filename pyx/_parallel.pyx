@@ -33,8 +33,8 @@ def run_team(fn, Py_ssize_t n_chunks):
     GIL for its Python parts and should release it for its heavy ones."""
     cdef Py_ssize_t i
     cdef list errors = []
-    if n_chunks < 1:
-        raise ValueError(f"n_chunks must be >= 1, got {n_chunks}")
+    if not 1 <= n_chunks <= 1024:     # libgomp aborts or overflows its stack on huge teams
+        raise ValueError(f"n_chunks must be in [1, 1024], got {n_chunks}")
     with nogil:
         for i in prange(n_chunks, schedule='static', chunksize=1, num_threads=n_chunks):
             with gil:

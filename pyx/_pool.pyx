@@ -274,6 +274,18 @@ cdef inline void _max2x2_codes_exact(const floating* xp, Py_ssize_t width, float
             cp[oh * out_w + ow] = code
 
 
+cdef _check_2x2(Py_ssize_t* big, Py_ssize_t* small, Py_ssize_t* codes, str big_name,
+                str small_name):
+    """small and codes must be (N, C, H//2, W//2) for big (N, C, H, W)."""
+    cdef Py_ssize_t i
+    for i in range(4):
+        if codes[i] != small[i] or small[i] != (big[i] if i < 2 else big[i] // 2):
+            raise ValueError(f"{small_name} and codes must be (N, C, H//2, W//2) for "
+                             f"{big_name} ({big[0]}, {big[1]}, {big[2]}, {big[3]}), got "
+                             f"({small[0]}, {small[1]}, {small[2]}, {small[3]}) and "
+                             f"({codes[0]}, {codes[1]}, {codes[2]}, {codes[3]})")
+
+
 def maxpool2x2_forward(const floating[:, :, :, ::1] x not None,      # IN  (N, C, H, W)
                        floating[:, :, :, ::1] out not None,          # OUT (N, C, H//2, W//2)
                        int[:, :, :, ::1] codes not None,   # OUT (N, C, H//2, W//2)
@@ -281,6 +293,7 @@ def maxpool2x2_forward(const floating[:, :, :, ::1] x not None,      # IN  (N, C
     """2x2 stride-2 max pooling; ``codes`` holds each winner's place in its window."""
     cdef Py_ssize_t n_channels = x.shape[1], p, n, c
     cdef Py_ssize_t width = x.shape[3], out_h = out.shape[2], out_w = out.shape[3]
+    _check_2x2(x.shape, out.shape, codes.shape, "x", "out")
     with nogil:
         for p in prange(x.shape[0] * n_channels, schedule='static', num_threads=n_threads):
             n = p // n_channels
@@ -291,18 +304,19 @@ def maxpool2x2_forward(const floating[:, :, :, ::1] x not None,      # IN  (N, C
                                     &codes[n, c, 0, 0], out_h, out_w)
 
 
-cdef inline void _max2x2_backward_plane(const floating* gp, const int* cp, floating* dp,
-                                        Py_ssize_t height, Py_ssize_t width,
-                                        Py_ssize_t out_h, Py_ssize_t out_w) noexcept nogil:
+cdef inline int _max2x2_backward_plane(const floating* gp, const int* cp, floating* dp,
+                                       Py_ssize_t height, Py_ssize_t width,
+                                       Py_ssize_t out_h, Py_ssize_t out_w) noexcept nogil:
     """Each dx cell written once: the window's gradient (+ 0, which turns -0.0 into 0.0 as
     the general path's scatter-add does) at its winner, 0 elsewhere.  One loop per dx
     row: GCC vectorises each (with all four stores in one loop it would not if-convert:
-    scalar and mispredicted, 8x slower than the scatter-add)."""
+    scalar and mispredicted, 8x slower than the scatter-add).  Returns 1 if a code was
+    outside 0..3 (its window then got zeros: the caller raises)."""
     cdef floating* d0
     cdef floating* d1
     cdef Py_ssize_t oh, ow, w
     cdef floating g, zero = 0
-    cdef int k
+    cdef int k, bad = 0
     for oh in range(out_h):
         d0 = dp + 2 * oh * width
         d1 = d0 + width
@@ -311,6 +325,7 @@ cdef inline void _max2x2_backward_plane(const floating* gp, const int* cp, float
             k = cp[oh * out_w + ow]
             d0[2 * ow] = g if k == 0 else zero
             d0[2 * ow + 1] = g if k == 1 else zero
+            bad |= <unsigned int>k > 3
         for ow in range(out_w):
             g = gp[oh * out_w + ow] + zero
             k = cp[oh * out_w + ow]
@@ -321,6 +336,7 @@ cdef inline void _max2x2_backward_plane(const floating* gp, const int* cp, float
             d1[w] = 0
     for w in range(2 * out_h * width, height * width):
         dp[w] = 0
+    return bad
 
 
 def maxpool2x2_backward(const floating[:, :, :, ::1] dout not None,          # IN  (N, C, OH, OW)
@@ -330,9 +346,13 @@ def maxpool2x2_backward(const floating[:, :, :, ::1] dout not None,          # I
     cdef Py_ssize_t n_channels = dx.shape[1], p, n, c
     cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3]
     cdef Py_ssize_t out_h = dout.shape[2], out_w = dout.shape[3]
+    cdef int bad = 0
+    _check_2x2(dx.shape, dout.shape, codes.shape, "dx", "dout")
     with nogil:
         for p in prange(dx.shape[0] * n_channels, schedule='static', num_threads=n_threads):
             n = p // n_channels
             c = p % n_channels
-            _max2x2_backward_plane(&dout[n, c, 0, 0], &codes[n, c, 0, 0], &dx[n, c, 0, 0],
-                                   height, width, out_h, out_w)
+            bad |= _max2x2_backward_plane(&dout[n, c, 0, 0], &codes[n, c, 0, 0],
+                                          &dx[n, c, 0, 0], height, width, out_h, out_w)
+    if bad:
+        raise ValueError("codes must hold window places 0..3")

@@ -382,6 +382,17 @@ def test_maxpool2x2_errors_name_the_argument():
         F.maxpool2x2_forward(np.zeros((1, 1, 1, 4), np.float32))
     with pytest.raises(ValueError, match="codes must hold window places 0..3"):
         F.maxpool2x2_argmax(codes + 4, x.shape)
+    for bad in (-1, 4):                 # out-of-range codes would silently zero the gradient
+        wrong = codes.copy()
+        wrong[1, 2, 0, 1] = bad
+        with pytest.raises(ValueError, match="codes must hold window places 0..3"):
+            F.maxpool2x2_backward(out, wrong, x.shape)
+    from cnn_core import _pool            # the compiled kernels check shapes themselves too
+    with pytest.raises(ValueError, match="out and codes must be"):
+        _pool.maxpool2x2_forward(x, np.empty((2, 3, 2, 3), np.float32),
+                                 np.empty((2, 3, 2, 3), np.int32), 1)
+    with pytest.raises(ValueError, match="dout and codes must be"):
+        _pool.maxpool2x2_backward(out, codes[:1], np.empty_like(x), 1)
 
 
 # ----------------------------------------------------------------------------- conv + pool

@@ -123,6 +123,13 @@ def test_pooling_2x2_layer_keeps_the_book_arg_max(shape):
     general = Pooling(3, 3, stride=2, pad=1)
     general.forward(x)
     assert general.arg_max.dtype == np.intp
+    fresh = Pooling(2, 2, stride=2)
+    assert fresh.arg_max is None                       # before any forward pass
+    fresh.forward(x)
+    flipped = ref_arg.copy()
+    flipped[0, 0, 0, 0] = 1 if ref_arg[0, 0, 0, 0] != 1 else 0   # another cell of window 0
+    fresh.arg_max = flipped                            # the book's attribute, assigned
+    assert_array_equal(fresh.backward(dout), F.maxpool2d_backward(dout, flipped, shape))
 
 
 @pytest.mark.parametrize("shape", [(6, 5), (4, 3, 5, 3)])

@@ -245,10 +245,12 @@ def test_results_do_not_depend_on_n_threads(dtype):
 
 
 def test_weight_gradient_groups_many_micro_batches(monkeypatch):
-    """With more micro-batches than WINOGRAD_DU_GROUPS (small cell buffers: one sample
-    each), the weight-gradient terms are summed in fixed groups: memory for 8 terms, not 41;
-    the gradients still match im2col and do not depend on the thread count."""
+    """With more micro-batches than the terms' memory allows (small cell buffers: one sample
+    each; no room for terms beyond the minimum of WINOGRAD_DU_GROUPS), the weight-gradient
+    terms are summed in fixed groups: memory for 8 terms, not 41; the gradients still match
+    im2col and do not depend on the thread count."""
     monkeypatch.setattr(F, "WINOGRAD_BUFFER_BYTES", 1)
+    monkeypatch.setattr(F, "WINOGRAD_DU_BYTES", 1)
     rng = np.random.default_rng(8)
     x = rng.standard_normal((41, 8, 6, 7))
     W = rng.standard_normal((5, 8, 3, 3))

@@ -65,8 +65,9 @@ def test_nested_run_chunks_completes(runner):
 @pytest.mark.skipif(not cnn_core.openmp_enabled(), reason="the team needs an OpenMP build")
 def test_chunks_run_on_the_openmp_team():
     assert _workers._USE_TEAM
-    with pytest.raises(ValueError, match="n_chunks must be >= 1, got 0"):
-        _parallel.run_team(lambda i: None, 0)
+    for bad in (0, 1025, 100_000):      # 100000 threads crashed the process before the check
+        with pytest.raises(ValueError, match=rf"n_chunks must be in \[1, 1024\], got {bad}"):
+            _parallel.run_team(lambda i: None, bad)
     calls = []
     _parallel.run_team(calls.append, 3)
     assert sorted(calls) == [0, 1, 2]

@@ -43,10 +43,14 @@ class Pooling(Layer):
     @property
     def arg_max(self):
         """Each window's winner as a flat ``h*W + w`` index in its plane (None before a
-        forward pass)."""
-        if self._arg_max is None and getattr(self, "_codes", None) is not None:
+        forward pass).  Assigning one makes the backward route through it."""
+        if getattr(self, "_arg_max", None) is None and getattr(self, "_codes", None) is not None:
             self._arg_max = F.maxpool2x2_argmax(self._codes, self.x_shape)
         return getattr(self, "_arg_max", None)
+
+    @arg_max.setter
+    def arg_max(self, value):
+        self._codes, self._arg_max = None, value
 
     def backward(self, dout):
         if self._codes is not None:
