@@ -244,6 +244,13 @@ def _conv_args(x, W, stride, pad, dtype):
     return x, W, stride, pad, out_h, out_w
 
 
+def _conv_bias(b, W, dtype):
+    b = as_float_array(b, "b", dtype)
+    if b.shape != (W.shape[0],):
+        raise ValueError(f"b must have shape ({W.shape[0]},) to match W {W.shape}, got {b.shape}")
+    return b
+
+
 def _micro_batch(k, n_pix, itemsize):
     return max(1, CONV_BUFFER_BYTES // (k * n_pix * itemsize))
 
@@ -473,10 +480,7 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, relu=False, algorithm="auto", n_
     """
     dtype = _common_dtype(("x", x), ("W", W), ("b", b))
     x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
-    b = as_float_array(b, "b", dtype)
-    n_filters, _, kernel_h, kernel_w = W.shape
-    if b.shape != (n_filters,):
-        raise ValueError(f"b must have shape ({n_filters},) to match W {W.shape}, got {b.shape}")
+    b = _conv_bias(b, W, dtype)
     tail = _ReluTail() if relu else None
     if _conv_algorithm(algorithm, W.shape, stride) == "winograd":
         return _winograd_forward(x, W, b, pad, out_h, out_w, n_threads, tail)
@@ -536,9 +540,7 @@ def conv2d_backward(dout, x, W, stride=1, pad=0, *, out=None, need_dx=True, algo
     dtype = _common_dtype(("dout", dout), ("x", x), ("W", W))
     x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
     dout = _array4d("dout", dout, dtype)
-    n_filters, _, kernel_h, kernel_w = W.shape
-    n_batch, n_pix, k = x.shape[0], out_h * out_w, W[0].size
-    expected = (n_batch, n_filters, out_h, out_w)
+    expected = (x.shape[0], W.shape[0], out_h, out_w)
     if dout.shape != expected:
         raise ValueError(f"dout must have shape {expected} for x {x.shape} and W {W.shape}, "
                          f"got {dout.shape}")
@@ -786,9 +788,7 @@ def conv2d_maxpool_forward(x, W, b, stride=1, pad=0, *, relu=False, algorithm="a
     """
     dtype = _common_dtype(("x", x), ("W", W), ("b", b))
     x, W, stride, pad, out_h, out_w = _conv_args(x, W, stride, pad, dtype)
-    b = as_float_array(b, "b", dtype)
-    if b.shape != (W.shape[0],):
-        raise ValueError(f"b must have shape ({W.shape[0]},) to match W {W.shape}, got {b.shape}")
+    b = _conv_bias(b, W, dtype)
     if out_h < 2 or out_w < 2:
         raise ValueError(f"the convolution's output ({out_h}x{out_w}) is smaller than the 2x2 "
                          f"pooling window")
